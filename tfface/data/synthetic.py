@@ -69,16 +69,16 @@ class NuisanceConfig:
 
     def __post_init__(self):
         if self.style not in STYLES:
-            raise ConfigError(f"nuisance.style: {self.style!r} is not one of {STYLES}")
+            raise ConfigError(f"style: {self.style!r} is not one of {STYLES}")
         if self.background not in BACKGROUNDS:
-            raise ConfigError(f"nuisance.background: {self.background!r} is not one of {BACKGROUNDS}")
+            raise ConfigError(f"background: {self.background!r} is not one of {BACKGROUNDS}")
         for name in ("yaw", "pitch", "roll", "light_azimuth", "light_elevation", "light_strength", "ambient",
                      "scale", "shift", "blur", "noise"):
             lo, hi = getattr(self, name)
             if lo > hi:
-                raise ConfigError(f"nuisance.{name}: low {lo} is above high {hi}")
+                raise ConfigError(f"{name}: low {lo} is above high {hi}")
         if not self.resolution_factors or any(int(f) < 1 for f in self.resolution_factors):
-            raise ConfigError(f"nuisance.resolution_factors: need integers >= 1, got {self.resolution_factors}")
+            raise ConfigError(f"resolution_factors: need integers >= 1, got {self.resolution_factors}")
 
 
 @dataclass(frozen=True)
@@ -361,7 +361,7 @@ def render_face(
     ]).astype(np.float32)
     if nuisance.style == "sketch":
         img = _sketch(img)
-    return _degrade(img, nz, size), lm5
+    return _degrade(img, nz, size, grey=nuisance.style == "sketch"), lm5
 
 
 def _normals(v: np.ndarray, tris: np.ndarray) -> np.ndarray:
@@ -418,7 +418,7 @@ def _gaussian_matrix(size: int, sigma: float) -> np.ndarray:
     return m / m.sum(1, keepdims=True)
 
 
-def _degrade(img: np.ndarray, nz: dict, size: int) -> np.ndarray:
+def _degrade(img: np.ndarray, nz: dict, size: int, grey: bool = False) -> np.ndarray:
     """Resolution loss (area downsampling by the factor, bilinear back up), Gaussian blur, sensor noise."""
     out = img.astype(np.float32)
     f = int(nz["resolution_factor"])
@@ -430,7 +430,8 @@ def _degrade(img: np.ndarray, nz: dict, size: int) -> np.ndarray:
         g = _gaussian_matrix(size, nz["blur"])
         out = _separable(out, g, g)
     if nz["noise"] > 0:
-        out = out + np.random.default_rng(nz["noise_seed"]).normal(0, nz["noise"], out.shape).astype(np.float32)
+        shape = out.shape[:2] + (1 if grey else 3,)
+        out = out + np.random.default_rng(nz["noise_seed"]).normal(0, nz["noise"], shape).astype(np.float32)
     return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from tfface.cli import main
+
+sys.exit(main())

@@ -1,0 +1,171 @@
+"""The ``tfface`` command line: demo, render, train, eval, extract, export, bench.
+
+Heavy modules (TensorFlow) are imported inside each command, so ``tfface --help`` is instant.
+Bad input exits with status 2 and one line naming the file, field or shape at fault.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from tfface import __version__
+from tfface.errors import TffaceError
+
+
+def _quiet_tf() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def cmd_demo(a) -> None:
+    from tfface.demo import run_demo
+
+    report = run_demo(a.out, quick=a.quick, workers=a.workers)
+    print(f"report: {report}")
+
+
+def cmd_render(a) -> None:
+    from tfface.config import from_dict, load_yaml
+    from tfface.data.builtin import render_dataset, save_dataset
+    from tfface.data.preview import save_grid
+    from tfface.data.synthetic import FaceDataConfig
+
+    cfg = from_dict(FaceDataConfig, load_yaml(a.config)) if a.config else FaceDataConfig()
+    overrides = {k: v for k, v in (("num_identities", a.identities), ("images_per_identity", a.images),
+                                   ("image_size", a.size), ("seed", a.seed)) if v is not None}
+    cfg = cfg.replace(**overrides)
+    data = render_dataset(cfg, workers=a.workers, use_cache=not a.out)
+    if a.out:
+        save_dataset(data, a.out)
+        print(f"wrote {len(data)} images to {a.out}")
+    if a.preview:
+        save_grid(data, a.preview)
+        print(f"preview: {a.preview}")
+
+
+def cmd_train(a) -> None:
+    from tfface.recipes import load_recipe
+    from tfface.training.fit import train_recipe
+
+    recipe = load_recipe(a.recipe)
+    result = train_recipe(recipe, out_dir=a.out, epochs=a.epochs)
+    print(json.dumps(result.summary(), indent=2))
+
+
+def cmd_eval(a) -> None:
+    from tfface.eval.evaluate import evaluate_feature_files
+
+    report = evaluate_feature_files(a.probe, gallery=a.gallery, distractors=a.distractors, out_dir=a.out)
+    print(json.dumps(report, indent=2))
+
+
+def cmd_extract(a) -> None:
+    from tfface.data.sources import load_images
+    from tfface.embed import Embedder, extract_features
+
+    images, labels, paths = load_images(a.data, size=None)
+    emb = Embedder.load(a.model, a.preprocessing)
+    extract_features(emb, images, labels, a.output, paths=paths)
+    print(f"wrote {len(labels)} features of dimension {emb.dim} to {a.output}")
+
+
+def cmd_export(a) -> None:
+    from tfface.export.cli import run_export
+
+    run_export(a)
+
+
+def cmd_bench(a) -> None:
+    from tfface.atomic import atomic_path
+    from tfface.bench.machine import machine_info
+
+    if a.what == "data":
+        from tfface.bench.data import bench_data
+
+        result = bench_data(workers=a.workers)
+    else:
+        raise TffaceError(f"unknown benchmark {a.what!r}; known: data")
+    result["machine"] = machine_info()
+    out = Path(a.out or f"runs/bench/{a.what}.json")
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tfface", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"tfface {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("demo", help="render faces, train an old and a new recognizer, evaluate, report")
+    s.add_argument("--out", default="runs/demo")
+    s.add_argument("--quick", action="store_true", help="a tiny run for smoke tests (minutes less)")
+    s.add_argument("--workers", type=int, default=None, help="rendering processes")
+    s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("render", help="render built-in faces (cached) and optionally a preview grid")
+    s.add_argument("--config", help="YAML with FaceDataConfig fields")
+    s.add_argument("--identities", type=int)
+    s.add_argument("--images", type=int)
+    s.add_argument("--size", type=int)
+    s.add_argument("--seed", type=int)
+    s.add_argument("--workers", type=int, default=None)
+    s.add_argument("-o", "--out", help="write the set to this .npz instead of the cache")
+    s.add_argument("--preview", help="write a PNG grid of the first identities")
+    s.set_defaults(func=cmd_render)
+
+    s = sub.add_parser("train", help="train a recognizer from a recipe YAML")
+    s.add_argument("recipe")
+    s.add_argument("--out", help="output folder (default: the recipe's output_dir)")
+    s.add_argument("--epochs", type=int, help="override train.epochs")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("eval", help="verification and identification from feature files")
+    s.add_argument("--probe", required=True, help="features .npz of the labelled test set")
+    s.add_argument("--gallery", help="features .npz of the gallery (default: first image of each identity)")
+    s.add_argument("--distractors", help="features .npz of distractors")
+    s.add_argument("--out", default="runs/eval")
+    s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("extract", help="extract features of a dataset with any embedder")
+    s.add_argument("--model", required=True, help=".keras, SavedModel dir, .onnx or .tflite")
+    s.add_argument("--data", required=True, help="image folder per identity, .rec, TFRecord or rendered .npz")
+    s.add_argument("--preprocessing", default="arcface112")
+    s.add_argument("-o", "--output", required=True)
+    s.set_defaults(func=cmd_extract)
+
+    s = sub.add_parser("export", help="export a trained embedder: SavedModel (TF Serving) and ONNX; check one")
+    s.add_argument("action", choices=["model", "check"])
+    s.add_argument("path", help="model (.keras) to export, or a SavedModel version dir to check")
+    s.add_argument("--out", default="runs/export", help="TF Serving base folder")
+    s.add_argument("--name", default="embedder")
+    s.add_argument("--version", type=int, default=1)
+    s.add_argument("--onnx", action="store_true", help="also write <out>/<name>.onnx")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("bench", help="benchmarks that write JSON")
+    s.add_argument("what", choices=["data"])
+    s.add_argument("--out")
+    s.add_argument("--workers", type=int, default=2)
+    s.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    _quiet_tf()
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except TffaceError as e:
+        print(f"tfface {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
