@@ -22,6 +22,10 @@ def image_grid(images: np.ndarray, labels: np.ndarray, rows: int = 8, cols: int 
 
 
 def save_grid(data, path: str | os.PathLike, rows: int = 8, cols: int = 8) -> None:
-    """Write a preview of a :class:`~tfface.data.builtin.FaceDataset` (or anything with images/labels)."""
-    with atomic_path(path, suffix=".png") as tmp:
-        Image.fromarray(image_grid(data.images, data.labels, rows, cols)).save(tmp, format="PNG")
+    """Write a preview of a :class:`~tfface.data.builtin.FaceDataset` (or anything with images/labels).
+
+    The format follows the extension: ``.png`` (lossless) or ``.jpg`` (small, for docs).
+    """
+    fmt = "JPEG" if str(path).lower().endswith((".jpg", ".jpeg")) else "PNG"
+    with atomic_path(path, suffix="." + fmt.lower()) as tmp:
+        Image.fromarray(image_grid(data.images, data.labels, rows, cols)).save(tmp, format=fmt, quality=85)
