@@ -24,7 +24,7 @@ def _quiet_tf() -> None:
 def cmd_demo(a) -> None:
     from tfface.demo import run_demo
 
-    report = run_demo(a.out, quick=a.quick, workers=a.workers)
+    report = run_demo(a.out, quick=a.quick, workers=a.workers, small_recipe=a.small, large_recipe=a.large)
     print(f"report: {report}")
 
 
@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="runs/demo")
     s.add_argument("--quick", action="store_true", help="a tiny run for smoke tests (minutes less)")
     s.add_argument("--workers", type=int, default=None, help="rendering processes")
+    s.add_argument("--small", help="recipe of the old (small) recognizer (default recipes/recognizer_small.yaml)")
+    s.add_argument("--large", help="recipe of the new (large) recognizer (default recipes/recognizer_large.yaml)")
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("render", help="render built-in faces (cached) and optionally a preview grid")
