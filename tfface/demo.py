@@ -14,8 +14,6 @@ import dataclasses
 import time
 from pathlib import Path
 
-import numpy as np
-
 from tfface.atomic import atomic_path
 from tfface.data.builtin import render_dataset
 from tfface.data.preview import save_grid

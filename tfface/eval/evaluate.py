@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from tfface.errors import DataError
 from tfface.eval.distributions import DistributionStats, similarity_distributions
 from tfface.eval.identification import IdentificationResult, identify
 from tfface.eval.pairs import make_pairs
 from tfface.eval.verification import VerificationResult, verification
-from tfface.errors import DataError
 
 
 @dataclass
