@@ -74,7 +74,7 @@ def cmd_extract(a) -> None:
 
 
 def cmd_export(a) -> None:
-    from tfface.export.cli import run_export
+    from tfface.export.commands import run_export
 
     run_export(a)
 
@@ -148,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--name", default="embedder")
     s.add_argument("--version", type=int, default=1)
     s.add_argument("--onnx", action="store_true", help="also write <out>/<name>.onnx")
+    s.add_argument("--input-name", default="images")
+    s.add_argument("--output-name", default="embeddings")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing version")
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("bench", help="benchmarks that write JSON")
