@@ -111,7 +111,7 @@ def train_recognizer(
             backbone_kwargs=dict(recipe.model.backbone_kwargs),
         )
         model.compile(optimizer=make_optimizer(spec, steps))
-    ds = make_dataset(images, labels, batch_size=spec.batch_size, training=True, augment=spec.augment,
+    ds = make_dataset(images, labels, batch_size=spec.batch_size, training=True, augment_images=spec.augment,
                       seed=spec.seed, strategy=strategy)
     cbs = []
     if callbacks:

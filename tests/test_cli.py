@@ -1,0 +1,68 @@
+"""The tfface command line: commands run end to end; bad input exits 2 naming the culprit."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tfface.bench.data import bench_data
+from tfface.cli import main
+
+
+def test_help_and_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert "tfface" in capsys.readouterr().out
+
+
+def test_render_writes_set_and_preview(tmp_path, capsys):
+    out, prev = tmp_path / "faces.npz", tmp_path / "faces.png"
+    assert main(["render", "--identities", "3", "--images", "2", "--size", "56", "--workers", "1",
+                 "-o", str(out), "--preview", str(prev)]) == 0
+    with np.load(out) as d:
+        assert d["images"].shape == (6, 56, 56, 3)
+    assert prev.stat().st_size > 1000
+
+
+def test_render_bad_config_names_the_key(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("num_identities: 2\nnuisance: {yawn: [0, 1]}\n")
+    assert main(["render", "--config", str(cfg)]) == 2
+    assert "nuisance.yawn" in capsys.readouterr().err
+
+
+def test_train_unknown_recipe_key(tmp_path, capsys):
+    r = tmp_path / "r.yaml"
+    r.write_text("name: x\ntrain: {epochs: 1, learnig_rate: 0.1}\n")
+    assert main(["train", str(r)]) == 2
+    err = capsys.readouterr().err
+    assert "train.learnig_rate" in err and "r.yaml" in err
+
+
+def test_eval_feature_file(tmp_path):
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(20, 16))
+    labels = np.repeat(np.arange(20), 4)
+    feats = (centres[labels] + 0.3 * rng.normal(size=(80, 16))).astype(np.float32)
+    np.savez(tmp_path / "f.npz", features=feats, labels=labels)
+    assert main(["eval", "--probe", str(tmp_path / "f.npz"), "--out", str(tmp_path / "ev")]) == 0
+    rep = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert rep["identification"]["rank_accuracy"]["1"] > 0.5
+    assert (tmp_path / "ev" / "roc.png").is_file()
+
+
+def test_eval_rejects_nan_features(tmp_path, capsys):
+    feats = np.ones((4, 8), np.float32)
+    feats[2, 3] = np.nan
+    np.savez(tmp_path / "bad.npz", features=feats, labels=np.array([0, 0, 1, 1]))
+    assert main(["eval", "--probe", str(tmp_path / "bad.npz"), "--out", str(tmp_path / "ev")]) == 2
+    assert "bad.npz" in capsys.readouterr().err
+    assert not (tmp_path / "ev" / "report.json").exists()
+
+
+def test_bench_data_record():
+    r = bench_data(sizes=(56,), identities=2, images=2, workers=2)
+    assert r["benchmark"] == "data"
+    assert {x["workers"] for x in r["results"]} == {1, 2}
+    assert all(x["images_per_s"] > 0 for x in r["results"])
