@@ -87,8 +87,12 @@ def cmd_bench(a) -> None:
         from tfface.bench.data import bench_data
 
         result = bench_data(workers=a.workers)
+    elif a.what == "retrieval":
+        from tfface.bench.retrieval import bench_retrieval
+
+        result = bench_retrieval(small=a.small)
     else:
-        raise TffaceError(f"unknown benchmark {a.what!r}; known: data")
+        raise TffaceError(f"unknown benchmark {a.what!r}; known: data, retrieval")
     result["machine"] = machine_info()
     out = Path(a.out or f"runs/bench/{a.what}.json")
     with atomic_path(out) as tmp:
@@ -154,10 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("bench", help="benchmarks that write JSON")
-    s.add_argument("what", choices=["data"])
+    s.add_argument("what", choices=["data", "retrieval"])
     s.add_argument("--out")
-    s.add_argument("--workers", type=int, default=2)
+    s.add_argument("--workers", type=int, default=2, help="data: rendering processes")
+    s.add_argument("--small", action="store_true", help="retrieval: a quick run on a smaller gallery")
     s.set_defaults(func=cmd_bench)
+
+    from tfface.retrieval.commands import add_index_parser
+
+    add_index_parser(sub)
     return p
 
 

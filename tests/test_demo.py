@@ -1,0 +1,30 @@
+"""The demo end to end in its quick mode: data -> two recognizers -> evaluation -> report."""
+
+import json
+
+import pytest
+
+from tfface.demo import run_demo
+from tfface.errors import ConfigError
+
+
+@pytest.mark.slow
+def test_quick_demo_writes_report(tmp_path, monkeypatch):
+    monkeypatch.setenv("TFFACE_CACHE", str(tmp_path / "cache"))
+    report = run_demo(tmp_path / "demo", quick=True, workers=1)
+    text = report.read_text()
+    assert "Identification with distractors" in text and "Cross-model" in text
+    data = json.loads((tmp_path / "demo" / "report.json").read_text())
+    assert set(data["models"]) == {"old", "new"}
+    for role in ("old", "new"):
+        ident = data["evaluation"][role]["identification"]
+        assert ident["num_distractors"] == 20 and 0.0 <= ident["rank_accuracy"]["1"] <= 1.0
+        assert (tmp_path / "demo" / data["models"][role]["recipe"] / "embedder.keras").is_file()
+    for png in ("roc.png", "cmc.png", "similarity.png", "faces.jpg"):
+        assert (tmp_path / "demo" / png).stat().st_size > 1000
+    assert len(data["cross_model"]["matrix"]) == 2
+
+
+def test_demo_recipe_missing(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        run_demo(tmp_path / "demo", quick=True, small_recipe=tmp_path / "none.yaml")
