@@ -24,9 +24,15 @@ except RuntimeError:  # already initialised by an earlier import; tests that nee
 
 @pytest.fixture
 def two_cpu_strategy():
-    """A MirroredStrategy over two logical CPU devices."""
+    """A MirroredStrategy over two logical CPU devices.
+
+    Each new strategy in one process would reuse the same collective-op keys and a second one that
+    trains fails with "Shape mismatch in the collective instance"; TensorFlow's own tests bump the
+    key base per strategy, and so does this fixture.
+    """
     if len(tf.config.list_logical_devices("CPU")) < 2:
         pytest.skip("two logical CPU devices could not be configured")
+    tf.distribute.MirroredStrategy._collective_key_base += 100_000
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 
