@@ -66,3 +66,27 @@ def test_bench_data_record():
     assert r["benchmark"] == "data"
     assert {x["workers"] for x in r["results"]} == {1, 2}
     assert all(x["images_per_s"] > 0 for x in r["results"])
+
+
+def test_extract_with_a_keras_model(tmp_path):
+    import keras
+
+    inp = keras.Input((56, 56, 3), name="images")
+    out = keras.layers.Dense(8)(keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inp)))
+    keras.Model(inp, out).save(tmp_path / "m.keras")
+    faces = tmp_path / "faces.npz"
+    assert main(["render", "--identities", "2", "--images", "3", "--size", "56", "--workers", "1",
+                 "-o", str(faces)]) == 0
+    feats = tmp_path / "feats.npz"
+    assert main(["extract", "--model", str(tmp_path / "m.keras"), "--data", str(faces),
+                 "--preprocessing", "tfface56", "-o", str(feats)]) == 0
+    with np.load(feats) as d:
+        assert d["features"].shape == (6, 8) and d["labels"].tolist() == [0, 0, 0, 1, 1, 1]
+        np.testing.assert_allclose(np.linalg.norm(d["features"], axis=1), 1, rtol=1e-5)
+
+
+def test_extract_unknown_preprocessing(tmp_path, capsys):
+    assert main(["extract", "--model", str(tmp_path / "none.keras"), "--data", str(tmp_path),
+                 "--preprocessing", "nope", "-o", str(tmp_path / "f.npz")]) == 2
+    assert "unknown preprocessing 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "f.npz").exists()

@@ -65,10 +65,11 @@ def cmd_eval(a) -> None:
 
 def cmd_extract(a) -> None:
     from tfface.data.sources import load_images
-    from tfface.embed import Embedder, extract_features
+    from tfface.embed import Embedder, extract_features, get_preprocessing
 
-    images, labels, paths = load_images(a.data, size=None)
+    get_preprocessing(a.preprocessing)  # an unknown name fails before any work
     emb = Embedder.load(a.model, a.preprocessing)
+    images, labels, paths = load_images(a.data, size=None)
     extract_features(emb, images, labels, a.output, paths=paths)
     print(f"wrote {len(labels)} features of dimension {emb.dim} to {a.output}")
 
