@@ -90,3 +90,19 @@ def test_extract_unknown_preprocessing(tmp_path, capsys):
                  "--preprocessing", "nope", "-o", str(tmp_path / "f.npz")]) == 2
     assert "unknown preprocessing 'nope'" in capsys.readouterr().err
     assert not (tmp_path / "f.npz").exists()
+
+
+@pytest.mark.slow
+def test_train_recipe_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setenv("TFFACE_CACHE", str(tmp_path / "cache"))
+    r = tmp_path / "tiny.yaml"
+    r.write_text(
+        "name: tiny\n"
+        "data: {builtin: {num_identities: 4, images_per_identity: 4, image_size: 56}}\n"
+        "model: {backbone: mobilenet_v2, backbone_kwargs: {width: 0.25, last_channels: 32}, embedding_dim: 16}\n"
+        "train: {epochs: 1, batch_size: 8, optimizer: adamw, learning_rate: 0.001}\n"
+    )
+    out = tmp_path / "run"
+    assert main(["train", str(r), "--out", str(out)]) == 0
+    assert (out / "embedder.keras").is_file() and (out / "history.json").is_file()
+    assert list((out / "tensorboard").rglob("*tfevents*"))

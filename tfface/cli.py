@@ -52,6 +52,10 @@ def cmd_train(a) -> None:
     from tfface.training.fit import train_recipe
 
     recipe = load_recipe(a.recipe)
+    if a.profile_batch is not None:
+        import dataclasses
+
+        recipe = recipe.replace(train=dataclasses.replace(recipe.train, profile_batch=a.profile_batch))
     result = train_recipe(recipe, out_dir=a.out, epochs=a.epochs)
     print(json.dumps(result.summary(), indent=2))
 
@@ -130,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("recipe")
     s.add_argument("--out", help="output folder (default: the recipe's output_dir)")
     s.add_argument("--epochs", type=int, help="override train.epochs")
+    s.add_argument("--profile-batch", type=int, help="write a profiler trace of this batch to TensorBoard")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("eval", help="verification and identification from feature files")

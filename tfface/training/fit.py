@@ -117,6 +117,7 @@ def train_recognizer(
     if callbacks:
         cbs = default_callbacks(
             log_dir=str(out / "tensorboard"),
+            checkpoint_path=str(out / "checkpoint.weights.h5"),
             backup_dir=str(out / "backup"),
             profile_batch=spec.profile_batch,
             image_sample=images[: min(16, len(images))],
