@@ -23,6 +23,10 @@ def test_quick_demo_writes_report(tmp_path, monkeypatch):
     for png in ("roc.png", "cmc.png", "similarity.png", "faces.jpg"):
         assert (tmp_path / "demo" / png).stat().st_size > 1000
     assert len(data["cross_model"]["matrix"]) == 2
+    for role in ("old", "new"):  # identification through the ScaNN index is reported next to the exact one
+        ix = data["retrieval_index"][role]
+        assert ix["database_size"] == 10 + 20 and 0.0 <= ix["rank_agreement"] <= 1.0
+    assert "tfface.retrieval.Index" in text
 
 
 def test_demo_recipe_missing(tmp_path):
