@@ -1,13 +1,15 @@
-"""Image folders, InsightFace .rec/.idx and TFRecords: round trips and every bad input."""
+"""Image folders, InsightFace .rec/.idx, TFRecords and feature files: round trips and every bad input."""
 
 from __future__ import annotations
 
 import struct
+import zipfile
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from tfface.data.features import FeatureSet, iter_feature_batches, load_features, save_features
 from tfface.data.image_folder import ImageFolder, load_image
 from tfface.data.mxnet_rec import MAGIC, RecordIOReader, RecordIOWriter, encode_image, images_to_rec
 from tfface.data.sources import load_images
@@ -260,3 +262,157 @@ def test_sources_load_images_all_formats(tmp_path):
     write_tfrecord(tmp_path / "faces.tfrecord", ref, np.array([0, 0, 1]))
     ims, labels, _ = load_images(tmp_path / "faces.tfrecord", size=4)
     assert ims.shape == (3, 4, 4, 3) and labels.tolist() == [0, 0, 1]
+
+
+# ---------------------------------------------------------------- more .rec checks
+
+def test_rec_iteration_label_and_jpeg_pass_through(tmp_path):
+    rec, idx, images, labels = _write_rec(tmp_path)
+    r = RecordIOReader(rec, idx)
+    items = list(r)
+    assert [k for k, _, _ in items] == r.keys
+    assert [int(lab[0]) for _, lab, _ in items] == labels == [r.label(k) for k in r.keys]
+
+    faces = tmp_path / "faces"
+    (faces / "a").mkdir(parents=True)
+    (faces / "b").mkdir()
+    Image.fromarray(_img(1, 16, 16)).save(faces / "a" / "x.jpg", quality=90)
+    grey = _img(2, 6, 5)[..., 0]
+    Image.fromarray(grey).save(faces / "b" / "g.pgm")
+    rec2, _ = images_to_rec(faces, tmp_path / "mine", progress=False)
+    r2 = RecordIOReader(rec2)
+    assert r2.read(1)[1] == (faces / "a" / "x.jpg").read_bytes()  # JPEG stored as it is
+    assert r2.read(2)[1][:4] == b"\x89PNG"  # PGM re-encoded losslessly
+    np.testing.assert_array_equal(r2.read_image(2), np.repeat(grey[..., None], 3, axis=2))
+
+
+def test_rec_writer_abort_and_header_limits(tmp_path):
+    w = RecordIOWriter(tmp_path / "a.rec")
+    w.write(1, 0.0, _img(0))
+    w.abort()
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(DataError, match=r"2\^24"), RecordIOWriter(tmp_path / "big.rec") as w:
+        w.write_header(num_images=1 << 24, num_identities=10)
+    with pytest.raises(DataError, match="already written"), RecordIOWriter(tmp_path / "dup.rec") as w:
+        w.write(1, 0.0, b"x")
+        w.write(1, 0.0, b"y")
+    with pytest.raises(DataError, match=r"nan\.rec: key 2.*finite"), RecordIOWriter(tmp_path / "nan.rec") as w:
+        w.write(2, float("nan"), b"x")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_rec_continuation_part_without_first(tmp_path):
+    rec = tmp_path / "c.rec"
+    payload = struct.pack("<IfQQ", 0, 1.0, 0, 0) + b"data"
+    rec.write_bytes(struct.pack("<II", MAGIC, (2 << 29) | len(payload)) + payload)
+    (tmp_path / "c.idx").write_text("5\t0\n")
+    with pytest.raises(DataError, match=r"c\.rec.*offset 0"):
+        RecordIOReader(rec).read(5)
+    (tmp_path / "c.idx").write_text("5\t2\n")
+    with pytest.raises(DataError, match=r"c\.idx.*offset 2.*aligned"):
+        RecordIOReader(rec)
+
+
+def test_tfrecord_rejects_bad_bytes_and_too_many_shards(tmp_path):
+    with pytest.raises(DataError, match="image 1: encoded bytes are neither PNG nor JPEG"):
+        write_tfrecord(tmp_path / "b.tfrecord", [encode_image(_img(0)), b"GIF89a..."], [0, 1])
+    with pytest.raises(DataError, match="3 shards for 2 images"):
+        write_tfrecord(tmp_path / "b.tfrecord", [_img(0), _img(1)], [0, 1], shards=3)
+    assert list(tmp_path.iterdir()) == []
+    smooth = np.stack([*np.meshgrid(np.arange(16) * 16, np.arange(16) * 8, indexing="ij"), np.full((16, 16), 90)],
+                      axis=-1).astype(np.uint8)
+    jpeg = write_tfrecord(tmp_path / "j.tfrecord", smooth[None], [4], format="jpeg")
+    im, lab = next(tfrecord_dataset([jpeg[0]]).as_numpy_iterator())
+    assert lab == 4 and im.shape == (16, 16, 3)
+    assert 0 < np.abs(im.astype(int) - smooth).mean() < 4  # lossy, but the same image
+
+
+# ---------------------------------------------------------------- feature files
+
+def _feats(n=7, d=5, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
+
+
+def test_features_round_trip(tmp_path):
+    f = _feats()
+    out = save_features(tmp_path / "g.npz", f, np.arange(7) % 3, ids=[f"p{i}" for i in range(7)],
+                        paths=[tmp_path / f"{i}.jpg" for i in range(7)])
+    fs = load_features(out, expected_dim=5)
+    assert isinstance(fs, FeatureSet) and len(fs) == 7 and fs.dim == 5
+    np.testing.assert_array_equal(fs.features, f)
+    assert fs.features.dtype == np.float32 and fs.labels.dtype == np.int64
+    assert fs.labels.tolist() == [0, 1, 2, 0, 1, 2, 0] and fs.ids[3] == "p3" and fs.paths[0].endswith("0.jpg")
+    with zipfile.ZipFile(out) as z:  # uncompressed so it can be streamed
+        assert {i.compress_type for i in z.infolist()} == {zipfile.ZIP_STORED}
+    fs = load_features(save_features(tmp_path / "h.npz", f.astype(np.float64), [1] * 7, ids=np.arange(7)))
+    assert fs.ids.dtype == np.int64 and fs.paths is None and fs.features.dtype == np.float32
+
+
+def test_save_features_validates_before_writing(tmp_path):
+    f = _feats()
+    bad = f.copy()
+    bad[[2, 4]] = np.nan
+    with pytest.raises(DataError, match=r"s\.npz.*'features'.*2 rows.*row 2"):
+        save_features(tmp_path / "s.npz", bad, np.arange(7))
+    with pytest.raises(DataError, match=r"s\.npz.*'labels'.*\(6,\)"):
+        save_features(tmp_path / "s.npz", f, np.arange(6))
+    with pytest.raises(DataError, match=r"s\.npz.*'ids'.*\(3,\)"):
+        save_features(tmp_path / "s.npz", f, np.arange(7), ids=[1, 2, 3])
+    with pytest.raises(DataError, match=r"s\.npz.*'ids'.*object"):
+        save_features(tmp_path / "s.npz", f, np.arange(7), ids=np.array([1, "a", 2.0, 3, 4, 5, 6], object))
+    with pytest.raises(DataError, match=r"s\.npz.*'labels'.*integers"):
+        save_features(tmp_path / "s.npz", f, np.linspace(0, 1, 7))
+    with pytest.raises(DataError, match=r"s\.npz.*'features'.*2-D"):
+        save_features(tmp_path / "s.npz", f[0], [0])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_load_features_errors_name_file_and_field(tmp_path):
+    f, labels = _feats(), np.arange(7)
+    np.savez(tmp_path / "nofeat.npz", labels=labels)
+    with pytest.raises(DataError, match=r"nofeat\.npz: missing field 'features'"):
+        load_features(tmp_path / "nofeat.npz")
+    with pytest.raises(DataError, match=r"nofeat\.npz: missing field 'features'"):
+        next(iter_feature_batches(tmp_path / "nofeat.npz", 2))
+    np.savez(tmp_path / "g.npz", features=f, labels=labels)
+    with pytest.raises(DataError, match=r"g\.npz.*'features' has dimension 5, expected 8"):
+        load_features(tmp_path / "g.npz", expected_dim=8)
+    with pytest.raises(DataError, match=r"g\.npz.*dimension 5, expected 8"):
+        next(iter_feature_batches(tmp_path / "g.npz", 2, expected_dim=8))
+    bad = f.copy()
+    bad[3, 1], bad[5, 0] = np.nan, np.inf
+    np.savez(tmp_path / "nan.npz", features=bad, labels=labels)
+    with pytest.raises(DataError, match=r"nan\.npz.*NaN/Inf in 2 rows \(first at row 3\)"):
+        load_features(tmp_path / "nan.npz")
+    assert len(load_features(tmp_path / "nan.npz", allow_nonfinite=True)) == 7
+    with pytest.raises(DataError, match=r"nan\.npz.*first at row 3"):
+        list(iter_feature_batches(tmp_path / "nan.npz", 2))
+    np.savez(tmp_path / "short.npz", features=f, labels=labels[:5])
+    with pytest.raises(DataError, match=r"short\.npz.*'labels' has shape \(5,\), expected \(7,\)"):
+        load_features(tmp_path / "short.npz")
+    np.savez(tmp_path / "flat.npz", features=f[0], labels=labels[:1])
+    with pytest.raises(DataError, match=r"flat\.npz.*'features' must be 2-D"):
+        load_features(tmp_path / "flat.npz")
+    np.savez(tmp_path / "obj.npz", features=f, labels=labels, ids=np.array([None] * 7, object))
+    with pytest.raises(DataError, match=r"obj\.npz: field 'ids' cannot be read"):
+        load_features(tmp_path / "obj.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match=r"junk\.npz"):
+        load_features(tmp_path / "junk.npz")
+    with pytest.raises(DataError, match=r"absent\.npz"):
+        load_features(tmp_path / "absent.npz")
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 7, 100])
+def test_streamed_feature_batches_equal_full_array(tmp_path, batch_size):
+    f = _feats(n=7, d=4, seed=batch_size)
+    # 'paths' comes first in the zip, so the features member starts at a non-trivial offset
+    np.savez(tmp_path / "g.npz", paths=np.array([f"{i}.jpg" for i in range(7)]), features=f, labels=np.arange(7))
+    np.savez_compressed(tmp_path / "c.npz", features=f.astype(np.float64), labels=np.arange(7))
+    for name in ("g.npz", "c.npz"):
+        blocks = list(iter_feature_batches(tmp_path / name, batch_size))
+        assert [len(b) for b in blocks][:-1] == [batch_size] * (len(blocks) - 1)
+        assert all(b.dtype == np.float32 for b in blocks)
+        np.testing.assert_array_equal(np.concatenate(blocks), f)
+    with pytest.raises(DataError, match="batch_size"):
+        next(iter_feature_batches(tmp_path / "g.npz", 0))
