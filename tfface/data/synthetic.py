@@ -36,7 +36,7 @@ from tfface.data.morphable_model import (
     MorphableModel,
     load_morphable_model,
 )
-from tfface.data.render import rasterize, rotation_matrix
+from tfface.data.render import rasterize, rotation_matrix, vertex_normals
 from tfface.errors import ConfigError
 
 SUPPORTED_SIZES = (56, 64, 96, 112)
@@ -335,7 +335,7 @@ def render_face(
     cx = size * (0.5 + nz["shift_x"])
     cy = size * ((_EYE_Y + _MOUTH_Y) / 2 + nz["shift_y"])
     pts = np.stack([cx + s * v[:, 0], cy - s * v[:, 1], v[:, 2]], 1)
-    normals = _normals(v, model.triangles)
+    normals = vertex_normals(v, model.triangles)
     attrs = np.concatenate([model.mean, normals, model.region[:, None].astype(np.float32)], 1)
     raster, mask = rasterize(pts, model.triangles, attrs, size, size)
     bg_rng = np.random.default_rng(nz["background_seed"])
@@ -362,12 +362,6 @@ def render_face(
     if nuisance.style == "sketch":
         img = _sketch(img)
     return _degrade(img, nz, size, grey=nuisance.style == "sketch"), lm5
-
-
-def _normals(v: np.ndarray, tris: np.ndarray) -> np.ndarray:
-    from tfface.data.render import vertex_normals
-
-    return vertex_normals(v, tris)
 
 
 def _sketch(img: np.ndarray) -> np.ndarray:
