@@ -194,7 +194,6 @@ def make_dataset(
     image_size: int | tuple[int, int] | None = None,
     pk: tuple[int, int] | None = None,
     deterministic: bool = True,
-    augment_images: bool | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(float32 images [B, H, W, 3], int64 labels [B])``; ``batch_size`` is the GLOBAL batch.
 
@@ -205,7 +204,7 @@ def make_dataset(
       batch_size: the global batch size; with ``strategy`` it must divide by ``num_replicas_in_sync``.
       training: shuffle every epoch, ``drop_remainder=True``, augment. Otherwise the order is kept and the
         last batch may be smaller.
-      augment: apply :func:`augment_batch` when training (``augment_images`` is the older name).
+      augment: apply :func:`augment_batch` when training.
       seed: seeds the shuffle, the P x K draws and the augmentation; each epoch draws anew,
         reproducibly.
       strategy: a ``tf.distribute.Strategy`` to check the global batch against; the dataset is returned
@@ -216,8 +215,6 @@ def make_dataset(
         being ``N // batch_size`` batches.
       deterministic: ``tf.data.Options.deterministic`` (set explicitly either way).
     """
-    if augment_images is not None:
-        augment = augment_images
     if preprocessing not in PREPROCESSING:
         raise ConfigError(f"preprocessing: unknown {preprocessing!r}; known: {sorted(PREPROCESSING)}")
     labels = _as_labels(labels)

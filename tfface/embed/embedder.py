@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from tfface.atomic import atomic_path
+from tfface.data.features import save_features
 from tfface.embed.preprocessing import Preprocessing, check_images, get_preprocessing
 from tfface.errors import ConfigError, DataError
 
@@ -305,17 +305,11 @@ def extract_features(embedder: Embedder, images: np.ndarray, labels: Sequence[in
     ``np.load(..., allow_pickle=False)`` reads it).
     """
     n = len(check_images(images))
-    labels = _column(labels, n, "labels").astype(np.int64)
-    extra = {}
-    if ids is not None:
-        extra["ids"] = _column(ids, n, "ids")
-    if paths is not None:
-        extra["paths"] = _column([str(p) for p in paths], n, "paths")
+    labels = _column(labels, n, "labels")
+    ids = None if ids is None else _column(ids, n, "ids")
+    paths = None if paths is None else _column([str(p) for p in paths], n, "paths")
     features = embedder.embed(images, batch_size=batch_size, normalize=True, progress=progress)
-    out = Path(out_path)
-    with atomic_path(out, suffix=".npz") as tmp:
-        np.savez(tmp, features=features.astype(np.float32), labels=labels, **extra)
-    return out
+    return save_features(out_path, features, labels, ids=ids, paths=paths)
 
 
 # ------------------------------------------------------------------------------------------------- helpers

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,6 @@ class TrainResult:
     history: dict
     seconds: float
     out_dir: Path
-    extra: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
         last = {k: float(v[-1]) for k, v in self.history.items() if v}
@@ -111,7 +110,7 @@ def train_recognizer(
             backbone_kwargs=dict(recipe.model.backbone_kwargs),
         )
         model.compile(optimizer=make_optimizer(spec, steps))
-    ds = make_dataset(images, labels, batch_size=spec.batch_size, training=True, augment_images=spec.augment,
+    ds = make_dataset(images, labels, batch_size=spec.batch_size, training=True, augment=spec.augment,
                       seed=spec.seed, strategy=strategy)
     cbs = []
     if callbacks:
