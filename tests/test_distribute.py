@@ -32,41 +32,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from colour_patterns import colour_patterns
 
 from tfface.distribute import get_strategy, num_replicas, resolve_sync_batchnorm
 from tfface.methods.recognizer import build_recognizer
 
 BACKBONE_KWARGS = {"depth": [1, 1, 1, 1], "width": 8}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_collective_keys():
-    """Give the next MirroredStrategy its own collective keys.
-
-    ``two_cpu_strategy`` builds a new MirroredStrategy per test, and every instance starts at the same
-    collective group and instance keys, while the runtime keeps the parameters of collectives it has
-    run by key: a second strategy in one process can then fail with "Shape mismatch in the collective
-    instance 101". TensorFlow's own tests bump this base before each strategy
-    (``tensorflow/python/distribute/strategy_combinations.py``); an autouse fixture runs before the
-    requested ``two_cpu_strategy``. (``tfface.distribute.get_strategy`` reuses one strategy per process.)
-    """
-    tf.distribute.MirroredStrategy._collective_key_base += 100000
-    yield
-
-
-def _data(num_classes=8, per_class=8, size=32, seed=0):
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    images, labels = [], []
-    for c in range(num_classes):
-        colour = rng.uniform(-1, 1, 3)
-        angle, freq = np.pi * c / num_classes, 2 + c % 3
-        pattern = np.sin(2 * np.pi * freq * (xx * np.cos(angle) + yy * np.sin(angle)))
-        for _ in range(per_class):
-            images.append(np.clip(0.5 * colour + 0.4 * pattern[..., None] + 0.1 * rng.normal(size=(size, size, 3)),
-                                  -1, 1))
-            labels.append(c)
-    return np.asarray(images, np.float32), np.asarray(labels, np.int32)
 
 
 def _model(sync_batchnorm, lr=1e-4):
@@ -121,7 +92,7 @@ def test_get_strategy_inside_a_scope_returns_that_strategy(two_cpu_strategy):
 
 
 def test_mirrored_strategy_trains_like_one_device(two_cpu_strategy):
-    x, y = _data()
+    x, y = colour_patterns()
 
     def dataset():  # no shuffling; the GLOBAL batch is 16 for both runs (8 per replica under 2)
         return tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
@@ -160,7 +131,7 @@ def test_per_replica_batchnorm_is_a_different_function(two_cpu_strategy):
     """Without synchronised BN each replica normalises its half batch by its own statistics: the logged
     loss of a single step (the training-mode loss at the initial weights) differs from the one-device
     loss by far more than rounding. (With sync BN it matches: the test above.)"""
-    x, y = _data(per_class=2)
+    x, y = colour_patterns(per_class=2)
     keras.utils.set_random_seed(0)
     one = _model(sync_batchnorm=False)
     initial = one.get_weights()

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from colour_patterns import colour_patterns
 
 from tfface.errors import ConfigError
 from tfface.methods.recognizer import Recognizer, build_recognizer
@@ -17,22 +18,6 @@ TINY = {
     "mobilenet_v2": {"width": 0.25, "last_channels": 32},
     "iresnet": {"depth": [1, 1, 1, 1], "width": 8},
 }
-
-
-def colour_patterns(num_classes: int = 8, per_class: int = 8, size: int = 32, seed: int = 0):
-    """Each class a distinct colour plus an oriented sinusoidal pattern, with per-image noise, in [-1, 1]."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    images, labels = [], []
-    for c in range(num_classes):
-        colour = rng.uniform(-1, 1, 3)
-        angle, freq = np.pi * c / num_classes, 2 + c % 3
-        pattern = np.sin(2 * np.pi * freq * (xx * np.cos(angle) + yy * np.sin(angle)))
-        for _ in range(per_class):
-            img = 0.5 * colour + 0.4 * pattern[..., None] + 0.1 * rng.normal(size=(size, size, 3))
-            images.append(np.clip(img, -1, 1))
-            labels.append(c)
-    return np.asarray(images, np.float32), np.asarray(labels, np.int32)
 
 
 def tiny(backbone="mobilenet_v2", num_classes=8, **kwargs):
