@@ -195,6 +195,6 @@ def _markdown(r: dict, cross_md: str, machine: str, g, p, labels) -> str:
     lines += ["", "![similarities](similarity.png)", "",
               "## Cross-model compatibility (rank-1 with distractors)", "",
               "Query features of one model searched against a gallery of the other's: without translation the "
-              "old and new feature spaces are incompatible (near chance), which is what R3AN's translator fixes.", "",
+              "old and new feature spaces are incompatible (near chance); closing this gap is what R3AN's feature translator is for.", "",
               cross_md, ""]
     return "\n".join(lines)
