@@ -1,4 +1,4 @@
-"""The ``tfface`` command line: demo, render, train, eval, extract, export, bench.
+"""The ``tfface`` command line: demo, render, train, eval, extract, export, translate, upgrade-gallery, bench.
 
 Heavy modules (TensorFlow) are imported inside each command, so ``tfface --help`` is instant.
 Bad input exits with status 2 and one line naming the file, field or shape at fault.
@@ -84,6 +84,24 @@ def cmd_export(a) -> None:
     run_export(a)
 
 
+def cmd_translate(a) -> None:
+    from tfface.translate import translate_features
+
+    r = translate_features(a.translator, a.input, a.out, batch_size=a.batch_size, progress=not a.no_progress,
+                           normalize=not a.no_normalize)
+    print(f"translated {r.count} features {r.source_dim} -> {r.target_dim} with {r.translator} "
+          f"in {r.seconds:.1f} s -> {r.path}")
+
+
+def cmd_upgrade_gallery(a) -> None:
+    from tfface.retrieval.commands import parse_overrides
+    from tfface.retrieval.upgrade import upgrade_gallery
+
+    info = upgrade_gallery(a.translator, a.index, a.out, backend=a.backend, config=parse_overrides(a.set),
+                           batch_size=a.batch_size, overwrite=a.overwrite, progress=not a.no_progress)
+    print(json.dumps(info, indent=2))
+
+
 def cmd_bench(a) -> None:
     from tfface.atomic import atomic_path
     from tfface.bench.machine import machine_info
@@ -161,7 +179,33 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--input-name", default="images")
     s.add_argument("--output-name", default="embeddings")
     s.add_argument("--overwrite", action="store_true", help="replace an existing version")
+    s.add_argument("--signature", default="serving_default", help="check: the signature to inspect and run")
+    s.add_argument("--expect-input", action="append", metavar="NAME[:SHAPE[:DTYPE]]",
+                   help="check: an expected input, e.g. source_features:None,256:float32 (repeatable)")
+    s.add_argument("--expect-output", action="append", metavar="NAME[:SHAPE[:DTYPE]]",
+                   help="check: an expected output, e.g. target_features:None,512")
     s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("translate", help="translate a feature file to a new model's space (streamed)")
+    s.add_argument("--translator", required=True,
+                   help="SavedModel dir (version or TF Serving base: highest version) or .keras file")
+    s.add_argument("--in", dest="input", required=True, help="features .npz of the old model")
+    s.add_argument("--out", required=True, help="features .npz to write (same labels/ids/paths)")
+    s.add_argument("--batch-size", type=int, default=65536, help="rows per translated block")
+    s.add_argument("--no-normalize", action="store_true", help="keep the translator's raw output")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=cmd_translate)
+
+    s = sub.add_parser("upgrade-gallery", help="translate an index's stored vectors and build a new index")
+    s.add_argument("--translator", required=True, help="SavedModel dir or .keras file")
+    s.add_argument("--index", required=True, help="old index directory")
+    s.add_argument("--out", required=True, help="new index directory")
+    s.add_argument("--backend", choices=["scann", "exact"], help="default: the old index's")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="ScaNN override for the new index")
+    s.add_argument("--batch-size", type=int, default=65536)
+    s.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=cmd_upgrade_gallery)
 
     s = sub.add_parser("bench", help="benchmarks that write JSON")
     s.add_argument("what", choices=["data", "retrieval"])

@@ -9,7 +9,10 @@ only ``tensorflow`` (and ``tensorflow_serving.apis`` to parse warm-up records), 
    op registry (custom ops, e.g. ScaNN's, that a stock TF Serving build cannot run);
 3. loads the model with ``tf.saved_model.load(dir, tags=["serve"])``;
 4. replays ``assets.extra/tf_serving_warmup_requests`` through the signature and checks that every
-   output is finite with the batch size of its request.
+   output is finite, with the batch size of its request and the signature's declared shape.
+
+Also flagged: no ``serve`` tag, a signature whose method is not ``tensorflow/serving/predict``, a warm-up
+file with no records, and inputs/outputs differing from the expected names, shapes or dtypes.
 
 It returns the script's JSON report as a dict, with ``ok`` and a list of ``problems``. Example::
 
@@ -31,7 +34,7 @@ from typing import Any
 
 from tfface.errors import DataError
 
-Expected = Iterable[str] | Mapping[str, Sequence[int | None] | None] | None
+Expected = Iterable[str] | Mapping[str, Sequence[int | None] | Mapping[str, Any] | None] | None
 
 _SCRIPT = r'''
 import json, math, sys
@@ -62,6 +65,13 @@ if signature in mg.signature_def:
     report["method_name"] = sd.method_name
     report["inputs"] = {k: spec(v) for k, v in sorted(sd.inputs.items())}
     report["outputs"] = {k: spec(v) for k, v in sorted(sd.outputs.items())}
+    if sd.method_name != "tensorflow/serving/predict":
+        report["problems"].append(f"signature {signature!r} has method {sd.method_name!r}, "
+                                  "not 'tensorflow/serving/predict' (TF Serving's Predict API)")
+    for kind in ("inputs", "outputs"):
+        for k, v in report[kind].items():
+            if v["dtype"] in ("variant", "resource", "invalid"):
+                report["problems"].append(f"{kind[:-1]} {k!r} has dtype {v['dtype']}, not servable")
 else:
     report["inputs"], report["outputs"] = {}, {}
     report["problems"].append(f"no signature {signature!r}; signatures: {sorted(mg.signature_def)}")
@@ -121,8 +131,15 @@ if os.path.isfile(warm_path):
                 if y.shape[:1] != (batch,) or not np.all(np.isfinite(y)):
                     report["problems"].append(
                         f"warm-up record {k}: output {name!r} has shape {y.shape} or non-finite values")
+                want = report["outputs"].get(name, {}).get("shape")
+                if want is not None and (len(want) != y.ndim or any(
+                        w is not None and w != g for w, g in zip(want, y.shape))):
+                    report["problems"].append(
+                        f"warm-up record {k}: output {name!r} has shape {list(y.shape)}, the signature says {want}")
             warm["ran"] += 1
             warm.setdefault("output_shapes", {n: list(v.shape) for n, v in outs.items()})
+        if warm["records"] == 0:
+            report["problems"].append("assets.extra/tf_serving_warmup_requests holds no records")
     except Exception as e:
         report["problems"].append(f"warm-up records could not be replayed: {type(e).__name__}: {e}"[:2000])
 else:
@@ -142,7 +159,8 @@ def check_saved_model(version_dir: str | os.PathLike, expected_inputs: Expected 
     """Inspect, load and warm up a SavedModel in a fresh process; the JSON report as a dict.
 
     ``expected_inputs`` / ``expected_outputs`` are names, or ``{name: shape}`` with ``None`` for free axes
-    (``None`` for the shape skips the shape check). Mismatches, custom ops, a failed load or a failed
+    (``None`` for the shape skips the shape check), or ``{name: {"shape": ..., "dtype": "float32"}}``
+    (see :func:`parse_expectation` for the command line's ``NAME:SHAPE:DTYPE``). Mismatches, custom ops, a failed load or a failed
     warm-up record are listed in ``report["problems"]`` and make ``report["ok"]`` false; with ``strict``
     they raise :class:`DataError` naming the directory. A directory without ``saved_model.pb`` always raises.
     """
@@ -172,18 +190,49 @@ def check_saved_model(version_dir: str | os.PathLike, expected_inputs: Expected 
     return report
 
 
+def parse_expectation(text: str) -> tuple[str, dict[str, Any]]:
+    """``"NAME[:SHAPE[:DTYPE]]"`` -> ``(name, {"shape": [...] or None, "dtype": str or None})``.
+
+    SHAPE is comma-separated with ``None`` (or ``?``, ``-1``) for a free axis, e.g.
+    ``source_features:None,256:float32``; an empty SHAPE (``name::float32``) checks only the dtype.
+    """
+    from tfface.errors import ConfigError
+
+    name, _, rest = text.partition(":")
+    shape_text, _, dtype = rest.partition(":")
+    if not name:
+        raise ConfigError(f"expected tensor {text!r}: give NAME[:SHAPE[:DTYPE]], e.g. source_features:None,256")
+    shape = None
+    if shape_text.strip():
+        shape = []
+        for d in shape_text.split(","):
+            d = d.strip()
+            if d.lower() in ("none", "?", "-1"):
+                shape.append(None)
+            else:
+                try:
+                    shape.append(int(d))
+                except ValueError as e:
+                    raise ConfigError(f"expected tensor {text!r}: axis {d!r} is not an integer or None") from e
+    return name, {"shape": shape, "dtype": dtype.strip() or None}
+
+
 def _compare(kind: str, actual: dict[str, dict], expected: Expected) -> list[str]:
     if expected is None:
         return []
-    shapes = dict(expected) if isinstance(expected, Mapping) else {name: None for name in expected}
+    wanted = dict(expected) if isinstance(expected, Mapping) else {name: None for name in expected}
     problems = []
-    if sorted(shapes) != sorted(actual):
-        problems.append(f"{kind} names {sorted(actual)} differ from the expected {sorted(shapes)}")
-    for name, shape in shapes.items():
-        if shape is None or name not in actual:
+    if sorted(wanted) != sorted(actual):
+        problems.append(f"{kind} names {sorted(actual)} differ from the expected {sorted(wanted)}")
+    for name, want in wanted.items():
+        if want is None or name not in actual:
             continue
-        got = actual[name]["shape"]
-        want = [None if d is None else int(d) for d in shape]
-        if got != want:
-            problems.append(f"{kind} {name!r} has shape {got}, expected {want}")
+        shape, dtype = (want.get("shape"), want.get("dtype")) if isinstance(want, Mapping) else (want, None)
+        if shape is not None:
+            got = actual[name]["shape"]
+            want_shape = [None if d is None else int(d) for d in shape]
+            if got != want_shape:
+                problems.append(f"{kind} {name!r} has shape {got}, expected {want_shape}")
+        if dtype is not None and actual[name]["dtype"] != dtype:
+            problems.append(f"{kind} {name!r} has dtype {actual[name]['dtype']}, expected {dtype}")
     return problems

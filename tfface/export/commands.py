@@ -12,10 +12,15 @@ def run_export(a) -> None:
     from tfface.export.check import check_saved_model
 
     if a.action == "check":
-        report = check_saved_model(a.path)
+        from tfface.export.check import parse_expectation
+
+        inputs = dict(parse_expectation(t) for t in getattr(a, "expect_input", None) or []) or None
+        outputs = dict(parse_expectation(t) for t in getattr(a, "expect_output", None) or []) or None
+        report = check_saved_model(a.path, expected_inputs=inputs, expected_outputs=outputs,
+                                   signature=getattr(a, "signature", "serving_default"))
         print(json.dumps(report, indent=2))
         if not report.get("ok", False):
-            raise DataError(f"{a.path}: SavedModel check failed (see the report above)")
+            raise DataError(f"{a.path}: SavedModel check failed: " + "; ".join(report.get("problems", [])))
         return
     import keras
 
