@@ -1,0 +1,383 @@
+"""R3AN: cross-model feature translation (Chen et al., "R3 Adversarial Network for Cross Model Face
+Recognition", CVPR 2019), its Table-3 ablations and the FC baseline, as one Keras model.
+
+Three parameter sets (Sec. 4, Fig. 3): the generator G (source feature -> 56x56 face, reconstruction
+path), the extractor E (face -> target feature, representation path) and the discriminator D. The
+regression path is E(G(x)) and has no parameters of its own. Per mini-batch, Algorithm 1 runs four
+updates in order, each with the optimizer of the network(s) it updates:
+
+1. D step (lines 5-6): D minimises ``-L_D`` of Eq. 5, i.e. ``BCE(D(I), 1) + BCE(D(G(X)), 0)``;
+2. G step (lines 7-8): ``L_G = lambda_rec * L_Rec + lambda_adv * L_Adv`` (Eq. 7), with L_Rec of Eq. 4 and
+   L_Adv of Eq. 6 (non-saturating ``BCE(D(G(X)), 1)`` by default, see below);
+3. E step (lines 9-10): ``lambda_rep * L_Rep`` (Eq. 8) on real faces;
+4. joint step (lines 11-12): ``lambda_reg * L_Reg`` (Eq. 9) back-propagated through E into G; the G part
+   of the gradient goes to G's optimizer, the E part to E's.
+
+Choices where the paper is silent or inconsistent (spec ``r3an.md`` section 7; all are
+:class:`R3ANConfig` fields):
+
+- ``adv_loss``: the printed Eq. 6 pushes D(G(X)) towards 0 under minimisation (a sign slip, spec A8);
+  ``"non_saturating"`` (default, DCGAN) minimises ``-log D(G(X))``, ``"saturating"`` minimises
+  ``log(1 - D(G(X)))`` (the minimax form). D always descends on ``BCE(real->1, fake->0)``.
+- ``feature_loss``: "L2 loss" read as the squared Euclidean distance summed over the feature dimension
+  and averaged over the batch (``"sqdist"``, default; ``2 - 2 cos`` for unit vectors) or PyTorch's
+  ``MSELoss`` mean over all elements (``"mse"``). L_Rec is the mean squared pixel error.
+- X and Y are L2-normalised (spec A3/A4); E's output is raw in training and L2-normalised by the
+  exported :meth:`R3AN.translator`.
+- Weight decay is PyTorch-style coupled L2 (``wd * w`` added to every gradient, spec 3.5), not Keras'
+  decoupled ``weight_decay``.
+- The learning rate is piecewise constant, ``lr * decay**k`` after the k-th boundary (fractions of the
+  total number of batches; the paper: 0.08 divided by 10 at 60k/100k/140k of 200k iterations). Each
+  optimizer's schedule is counted in *batches*, not in its own applications (G's and E's optimizers
+  apply twice per batch when both their own step and the joint step run).
+- ``optimizer="sgd"`` (the paper: momentum 0.9) or ``"adam"`` (a flagged deviation for short CPU
+  budgets); ``d_optimizer="adam"`` switches only D to Adam(2e-4, beta1=0.5) (spec A10).
+- The "three stages" of Sec. 4.4 are read as the three kinds of sub-step inside each iteration, which
+  is what Algorithm 1 writes out (spec A9, reading 1); sequential pre-training phases are not offered.
+
+``variant`` selects the Table-3 architecture: which of the (Adv, Rec, Rep, Reg) losses are on
+(:data:`VARIANTS`), or ``"fc"``: the naive MLP translator with about the parameters of G+E, trained
+on L_Reg alone with the same optimizer and schedule. Steps whose losses are off are skipped (a variant
+without Reg still deploys as E(G(X)), with G and E trained independently).
+
+Under ``tf.distribute.MirroredStrategy`` every loss is a per-example loss summed and divided by the
+global batch (``tf.nn.compute_average_loss``), gradients are summed over replicas by the optimizers,
+and the logged losses are multiplied by the number of replicas so N devices log what one logs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfface.errors import ConfigError, DataError
+from tfface.nets.r3an import discriminator, extractor, fc_translator, generator, matched_hidden, trainable_parameters
+
+#: Table 3: (use_adv, use_rec, use_rep, use_reg) per architecture.
+VARIANTS: dict[str, tuple[bool, bool, bool, bool]] = {
+    "arch1": (False, True, True, False),
+    "arch2": (True, False, True, False),
+    "arch3": (False, False, False, True),
+    "arch4": (False, True, False, True),
+    "arch5": (False, True, True, True),
+    "arch6": (True, False, False, True),
+    "arch7": (False, False, True, True),
+    "r3an": (True, True, True, True),
+    "fc": (False, False, False, True),
+}
+
+
+@dataclass(frozen=True)
+class R3ANConfig:
+    """Everything that defines an R3AN (or baseline) run; defaults follow the paper and spec section 7."""
+
+    variant: str = "r3an"
+    source_dim: int = 256
+    target_dim: int = 256
+    lambda_rec: float = 1.0
+    lambda_adv: float = 0.01
+    lambda_rep: float = 1.0
+    lambda_reg: float = 1.0
+    adv_loss: str = "non_saturating"  # or "saturating"
+    feature_loss: str = "mse"  # or "sqdist"
+    optimizer: str = "sgd"  # or "adam"
+    d_optimizer: str = "same"  # or "adam": Adam(2e-4, 0.5) for D only
+    learning_rate: float = 0.08
+    momentum: float = 0.9
+    weight_decay: float = 1e-3
+    lr_boundaries: tuple[float, ...] = (0.3, 0.5, 0.7)  # 60k/100k/140k of 200k
+    lr_decay: float = 0.1
+    width: float = 1.0  # channel multiplier of G and E (1.0 = Table 1)
+    expansion: int = 6
+    fc_hidden: int | None = None  # None: matched to G+E's trainable parameters
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.variant not in VARIANTS:
+            raise ConfigError(f"r3an.variant: unknown {self.variant!r}; known: {', '.join(VARIANTS)}")
+        choices = {"adv_loss": ("non_saturating", "saturating"), "feature_loss": ("sqdist", "mse"),
+                   "optimizer": ("sgd", "adam"), "d_optimizer": ("same", "adam")}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"r3an.{key}: {getattr(self, key)!r} is not one of {allowed}")
+        for key in ("lambda_rec", "lambda_adv", "lambda_rep", "lambda_reg", "weight_decay"):
+            if not getattr(self, key) >= 0:
+                raise ConfigError(f"r3an.{key} must be >= 0, got {getattr(self, key)}")
+        if not self.learning_rate > 0 or not 0 < self.lr_decay <= 1 or not 0 <= self.momentum < 1:
+            raise ConfigError("r3an: need learning_rate > 0, 0 < lr_decay <= 1 and 0 <= momentum < 1")
+        b = tuple(self.lr_boundaries)
+        if any(not 0 < x < 1 for x in b) or list(b) != sorted(b):
+            raise ConfigError(f"r3an.lr_boundaries must be increasing fractions in (0, 1), got {b}")
+        for key in ("source_dim", "target_dim"):
+            if int(getattr(self, key)) < 1:
+                raise ConfigError(f"r3an.{key} must be >= 1")
+
+    @property
+    def flags(self) -> tuple[bool, bool, bool, bool]:
+        return VARIANTS[self.variant]
+
+    def replace(self, **kw) -> R3ANConfig:
+        return dataclasses.replace(self, **kw)
+
+
+def _optimizer(kind: str, schedule, momentum: float, name: str) -> keras.optimizers.Optimizer:
+    if kind == "adam":
+        return keras.optimizers.Adam(schedule, beta_1=0.5, name=name)
+    return keras.optimizers.SGD(schedule, momentum=momentum, name=name)
+
+
+def _global_batch(local: tf.Tensor) -> tf.Tensor:
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return local
+    return tf.cast(tf.round(ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.cast(local, tf.float32))), tf.int32)
+
+
+@keras.saving.register_keras_serializable(package="tfface")
+class R3AN(keras.Model):
+    """The R3AN trainer (Algorithm 1); ``call(source_features)`` is the deployed transform E(G(x)).
+
+    Fit it on ``((source_features, faces), target_features)`` batches (faces: 56x56x3 in [-1, 1]);
+    export :meth:`translator`, never the trainer.
+
+    Example:
+      >>> import numpy as np
+      >>> from tfface.methods.r3an import R3AN, R3ANConfig
+      >>> cfg = R3ANConfig(variant="r3an", source_dim=8, target_dim=8, width=0.125, expansion=2)
+      >>> model = R3AN(cfg)
+      >>> model.compile(total_steps=2)
+      >>> rng = np.random.default_rng(0)
+      >>> x, y = rng.normal(size=(4, 8)).astype("float32"), rng.normal(size=(4, 8)).astype("float32")
+      >>> faces = rng.uniform(-1, 1, (4, 56, 56, 3)).astype("float32")
+      >>> h = model.fit((x, faces), y, batch_size=2, epochs=1, verbose=0)
+      >>> sorted(h.history)
+      ['loss_adv', 'loss_d', 'loss_rec', 'loss_reg', 'loss_rep']
+      >>> tuple(model.translator()(x).shape)
+      (4, 8)
+    """
+
+    def __init__(self, config: R3ANConfig | dict | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(config, dict):
+            config = R3ANConfig(**{k: tuple(v) if k == "lr_boundaries" else v for k, v in config.items()})
+        self.config = cfg = config or R3ANConfig()
+        self.use_adv, self.use_rec, self.use_rep, self.use_reg = cfg.flags
+        if cfg.variant == "fc":
+            hidden = cfg.fc_hidden or matched_hidden(
+                trainable_parameters(generator(cfg.source_dim, cfg.width), extractor(cfg.target_dim, cfg.expansion,
+                                                                                     cfg.width)),
+                cfg.source_dim, cfg.target_dim)
+            self.mlp = fc_translator(cfg.source_dim, cfg.target_dim, hidden=hidden)
+            self.G = self.E = self.D = None
+        else:
+            self.mlp = None
+            self.G = generator(cfg.source_dim, cfg.width, seed=cfg.seed)
+            self.E = extractor(cfg.target_dim, cfg.expansion, cfg.width)
+            self.D = discriminator(seed=cfg.seed) if self.use_adv else None
+        self.trackers = {name: keras.metrics.Mean(name=f"loss_{name}") for name in self.loss_names}
+        self.built = True
+
+    @property
+    def loss_names(self) -> list[str]:
+        if self.mlp is not None:
+            return ["reg"]
+        names = (["d", "adv"] if self.use_adv else []) + (["rec"] if self.use_rec else [])
+        return names + (["rep"] if self.use_rep else []) + (["reg"] if self.use_reg else [])
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def call(self, inputs, training=False):
+        x = inputs[0] if isinstance(inputs, list | tuple) else inputs
+        if isinstance(x, dict):
+            x = x["source_features"]
+        if self.mlp is not None:
+            return self.mlp(x, training=training)
+        return self.E(self.G(x, training=training), training=training)
+
+    def translator(self, normalize: bool = True, name: str = "translator") -> keras.Model:
+        """The deployable translator: ``source_features`` [None, Ds] -> ``target_features`` [None, Dt], float32.
+
+        G normalises its input (``UnitNormalization``); ``normalize`` L2-normalises the output so the
+        translated gallery is searched by cosine like the target model's own features.
+        """
+        x_in = keras.Input((self.config.source_dim,), name="source_features")
+        y = self.mlp(x_in) if self.mlp is not None else self.E(self.G(x_in))
+        layer = keras.layers.UnitNormalization(dtype="float32", name="target_features") if normalize else \
+            keras.layers.Activation("linear", dtype="float32", name="target_features")
+        return keras.Model(x_in, layer(y), name=name)
+
+    # ------------------------------------------------------------------------------- training
+    def compile(self, total_steps: int = 200_000, **kwargs):
+        """One optimizer per network (Algorithm 1), with the piecewise schedule over ``total_steps`` batches."""
+        cfg = self.config
+        boundaries = [max(1, int(round(b * total_steps))) for b in cfg.lr_boundaries]
+        values = [cfg.learning_rate * cfg.lr_decay ** k for k in range(len(boundaries) + 1)]
+
+        def schedule(applies_per_batch: int):
+            # keras counts each optimizer's own applications; scale the boundaries to count batches
+            return keras.optimizers.schedules.PiecewiseConstantDecay(
+                [b * applies_per_batch for b in boundaries], values)
+
+        self.total_steps = int(total_steps)
+        if self.mlp is not None:
+            self.g_optimizer = _optimizer(cfg.optimizer, schedule(1), cfg.momentum, "fc_optimizer")
+            self.e_optimizer = self.d_optimizer = None
+        else:
+            g_applies = int(self.use_rec or self.use_adv) + int(self.use_reg)
+            e_applies = int(self.use_rep) + int(self.use_reg)
+            self.g_optimizer = _optimizer(cfg.optimizer, schedule(max(g_applies, 1)), cfg.momentum, "g_optimizer")
+            self.e_optimizer = _optimizer(cfg.optimizer, schedule(max(e_applies, 1)), cfg.momentum, "e_optimizer")
+            self.d_optimizer = None
+            if self.use_adv:
+                self.d_optimizer = (keras.optimizers.Adam(2e-4, beta_1=0.5, name="d_optimizer")
+                                    if cfg.d_optimizer == "adam"
+                                    else _optimizer(cfg.optimizer, schedule(1), cfg.momentum, "d_optimizer"))
+        for key in ("loss", "metrics", "optimizer"):
+            if kwargs.pop(key, None) is not None:
+                raise ConfigError(f"R3AN.compile: {key}= is built in (Algorithm 1); do not pass it")
+        super().compile(**kwargs)
+
+    def learning_rates(self) -> dict[str, float]:
+        """The current learning rate of each optimizer (for logs and tests)."""
+        out = {}
+        for name in ("g_optimizer", "e_optimizer", "d_optimizer"):
+            opt = getattr(self, name, None)
+            if opt is not None:
+                out[name] = float(keras.ops.convert_to_numpy(opt.learning_rate))
+        return out
+
+    def _apply(self, optimizer, grads, variables):
+        wd = self.config.weight_decay
+        if wd:
+            grads = [None if g is None else g + wd * v for g, v in zip(grads, variables, strict=True)]
+        optimizer.apply(grads, variables)
+
+    def _feature_loss(self, y, y_hat):
+        d = tf.square(y - tf.cast(y_hat, tf.float32))
+        return tf.reduce_sum(d, -1) if self.config.feature_loss == "sqdist" else tf.reduce_mean(d, -1)
+
+    @staticmethod
+    def _pixel_loss(img, fake):
+        return tf.reduce_mean(tf.square(img - tf.cast(fake, tf.float32)), axis=[1, 2, 3])
+
+    @staticmethod
+    def _bce(label: float, logits):
+        logits = tf.reshape(tf.cast(logits, tf.float32), [-1])
+        return tf.nn.sigmoid_cross_entropy_with_logits(tf.fill(tf.shape(logits), label), logits)
+
+    def train_step(self, data):
+        inputs, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if not isinstance(inputs, list | tuple) or len(inputs) != 2 or y is None:
+            raise DataError("R3AN.fit needs ((source_features, faces), target_features) batches")
+        x, img = inputs
+        cfg = self.config
+        x = tf.math.l2_normalize(tf.cast(x, tf.float32), axis=-1)
+        y = tf.math.l2_normalize(tf.cast(y, tf.float32), axis=-1)
+        img = tf.cast(img, tf.float32)
+        gb = _global_batch(tf.shape(x)[0])
+        avg = lambda per_example: tf.nn.compute_average_loss(per_example, global_batch_size=gb)  # noqa: E731
+        logs = {}
+
+        if self.mlp is not None:
+            with tf.GradientTape() as tape:
+                lreg = avg(self._feature_loss(y, self.mlp(x, training=True)))
+            v = self.mlp.trainable_variables
+            self._apply(self.g_optimizer, tape.gradient(lreg, v), v)
+            return self._log({"reg": lreg})
+
+        if self.use_adv:  # (1) D step: minimise BCE(D(I), 1) + BCE(D(G(X)), 0)  (-Eq. 5)
+            fake = tf.stop_gradient(self.G(x, training=True))
+            with tf.GradientTape() as tape:
+                ld = avg(self._bce(1.0, self.D(img, training=True)) + self._bce(0.0, self.D(fake, training=True)))
+            v = self.D.trainable_variables
+            self._apply(self.d_optimizer, tape.gradient(ld, v), v)
+            logs["d"] = ld
+        if self.use_rec or self.use_adv:  # (2) G step: Eq. 7
+            with tf.GradientTape() as tape:
+                fake = self.G(x, training=True)
+                lg = tf.constant(0.0)
+                if self.use_rec:
+                    lrec = avg(self._pixel_loss(img, fake))
+                    lg += cfg.lambda_rec * lrec
+                    logs["rec"] = lrec
+                if self.use_adv:
+                    logits = self.D(fake, training=True)
+                    if cfg.adv_loss == "non_saturating":
+                        ladv = avg(self._bce(1.0, logits))
+                    else:  # minimise log(1 - D(G(X))) = -BCE(D(G(X)), 0)
+                        ladv = -avg(self._bce(0.0, logits))
+                    lg += cfg.lambda_adv * ladv
+                    logs["adv"] = ladv
+            v = self.G.trainable_variables
+            self._apply(self.g_optimizer, tape.gradient(lg, v), v)
+        if self.use_rep:  # (3) E step: Eq. 8 on real faces
+            with tf.GradientTape() as tape:
+                lrep = avg(self._feature_loss(y, self.E(img, training=True)))
+                scaled = cfg.lambda_rep * lrep
+            v = self.E.trainable_variables
+            self._apply(self.e_optimizer, tape.gradient(scaled, v), v)
+            logs["rep"] = lrep
+        if self.use_reg:  # (4) joint G+E step: Eq. 9 through E(G(X))
+            with tf.GradientTape() as tape:
+                lreg = avg(self._feature_loss(y, self.E(self.G(x, training=True), training=True)))
+                scaled = cfg.lambda_reg * lreg
+            gv, ev = self.G.trainable_variables, self.E.trainable_variables
+            grads = tape.gradient(scaled, gv + ev)
+            self._apply(self.g_optimizer, grads[:len(gv)], gv)
+            self._apply(self.e_optimizer, grads[len(gv):], ev)
+            logs["reg"] = lreg
+        return self._log(logs)
+
+    def _log(self, losses: dict) -> dict:
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        for name, value in losses.items():
+            self.trackers[name].update_state(value * replicas)  # undo the 1/N share of compute_average_loss
+        return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, data):
+        inputs, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        x = inputs[0] if isinstance(inputs, list | tuple) else inputs
+        x = tf.math.l2_normalize(tf.cast(x, tf.float32), axis=-1)
+        y = tf.math.l2_normalize(tf.cast(y, tf.float32), axis=-1)
+        gb = _global_batch(tf.shape(x)[0])
+        lreg = tf.nn.compute_average_loss(self._feature_loss(y, self(x, training=False)), global_batch_size=gb)
+        return self._log({"reg": lreg}) if "reg" in self.trackers else {m.name: m.result() for m in self.metrics}
+
+    def get_config(self):
+        return {"name": self.name, "config": dataclasses.asdict(self.config)}
+
+
+def fit_linear_translator(source: np.ndarray, target: np.ndarray, ridge: float = 1e-3,
+                          name: str = "linear_translator") -> keras.Model:
+    """The simplest baseline (not in the paper): ridge least squares ``Y ~ X W + b`` on L2-normalised
+    features, solved in closed form, returned as a Keras translator with the same input/output names
+    as :meth:`R3AN.translator` (output L2-normalised)."""
+    x = _unit(np.asarray(source, np.float64), "source")
+    y = _unit(np.asarray(target, np.float64), "target")
+    if len(x) != len(y):
+        raise DataError(f"linear translator: {len(x)} source rows but {len(y)} target rows")
+    xa = np.concatenate([x, np.ones((len(x), 1))], axis=1)
+    reg = ridge * len(x) * np.eye(xa.shape[1])
+    reg[-1, -1] = 0.0
+    w = np.linalg.solve(xa.T @ xa + reg, xa.T @ y)
+    x_in = keras.Input((x.shape[1],), name="source_features")
+    dense = keras.layers.Dense(y.shape[1], name="linear")
+    h = dense(keras.layers.UnitNormalization()(x_in))
+    dense.set_weights([w[:-1].astype(np.float32), w[-1].astype(np.float32)])
+    out = keras.layers.UnitNormalization(dtype="float32", name="target_features")(h)
+    return keras.Model(x_in, out, name=name)
+
+
+def _unit(x: np.ndarray, name: str) -> np.ndarray:
+    if x.ndim != 2:
+        raise DataError(f"{name} features must be 2-D (N, D), got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise DataError(f"{name} features contain NaN or Inf (first bad row {int(np.where(~np.isfinite(x).all(1))[0][0])})")
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
