@@ -55,6 +55,7 @@ def upgrade_gallery(translator: Any, old_index_dir: str | os.PathLike, out_dir: 
     finite, or ``out_dir`` exists (without ``overwrite``); nothing is written then.
     """
     from tfface.retrieval.index import Index
+    from tfface.retrieval.manifest import read_manifest
     from tfface.translate import load_translator, translate_blocks
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
@@ -66,6 +67,7 @@ def upgrade_gallery(translator: Any, old_index_dir: str | os.PathLike, out_dir: 
         raise DataError(f"{out}: exists; pass overwrite=True (--overwrite) to replace it")
     t0 = time.perf_counter()
     old = Index.load(old_dir, backend="exact", mmap=True)  # verifies checksums; no ScaNN searcher loaded
+    old_backend = read_manifest(old_dir)["backend"]
     if len(old) == 0:
         raise DataError(f"{old_dir}: the index is empty; nothing to upgrade")
     tr = load_translator(translator, input_name, output_name, signature)
@@ -98,10 +100,10 @@ def upgrade_gallery(translator: Any, old_index_dir: str | os.PathLike, out_dir: 
                     row += len(y)
                     bar.update(len(y))
             except DataError as e:
-                raise DataError(f"{old_dir}: {e} (row {row}.. of the index, first id {ids[row]!r})") from e
+                raise DataError(f"{old_dir}: {e} (in the block from index row {row}, id {ids[row]!r})") from e
         new.flush()
         t_translate = time.perf_counter() - t0
-        index = Index.build(new, ids, metric=old.metric, backend=backend or old.backend, config=overrides,
+        index = Index.build(new, ids, metric=old.metric, backend=backend or old_backend, config=overrides,
                             progress=progress)
         del new
         t_build = time.perf_counter() - t0 - t_translate
