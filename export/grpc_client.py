@@ -95,7 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     outs = []
     for i in range(0, len(x), a.batch_size):
         req = build_predict_request(x[i : i + a.batch_size], a.model, a.input_name, a.signature, a.version)
-        outs.append(parse_predict_response(stub.Predict(req, timeout=a.timeout), a.output_name))
+        try:
+            resp = stub.Predict(req, timeout=a.timeout)
+        except Exception as e:  # grpc.RpcError: UNAVAILABLE when no server, INVALID_ARGUMENT for bad inputs
+            detail = e.details() if hasattr(e, "details") else str(e)
+            raise SystemExit(f"{a.host}:{a.port} {a.model}: Predict failed: {detail}") from e
+        outs.append(parse_predict_response(resp, a.output_name))
     y = np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
     if a.normalize and len(y):
         y /= np.linalg.norm(y, axis=1, keepdims=True)

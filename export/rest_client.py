@@ -103,6 +103,8 @@ def post_json(url: str, body: dict[str, Any], timeout: float = 60.0) -> dict[str
             return json.loads(text)
         except json.JSONDecodeError:
             return {"error": f"HTTP {e.code}: {text[:500]}"}
+    except urllib.error.URLError as e:
+        raise SystemExit(f"{url}: cannot reach the server ({e.reason}); is TF Serving running?") from e
 
 
 def read_features(path: str) -> dict[str, np.ndarray]:

@@ -50,7 +50,7 @@ def upgrade_gallery(translator: Any, old_index_dir: str | os.PathLike, out_dir: 
         batch_size: rows translated per block.
         overwrite: replace an existing index directory at ``out_dir``.
 
-    Returns a summary dict (counts, dimensions, backend, config, seconds). Raises :class:`DataError` when the
+    Returns a summary dict (counts, dimensions, backend, config; load/translate/build seconds). Raises :class:`DataError` when the
     old index is missing or damaged, its dimension is not the translator's input, a translated row is not
     finite, or ``out_dir`` exists (without ``overwrite``); nothing is written then.
     """
@@ -74,6 +74,7 @@ def upgrade_gallery(translator: Any, old_index_dir: str | os.PathLike, out_dir: 
     if tr.input_dim is not None and tr.input_dim != old.dim:
         raise DataError(f"{old_dir}: vectors have dimension {old.dim}, but translator {tr.source} takes "
                         f"{input_name!r} of shape [None, {tr.input_dim}]")
+    t_load = time.perf_counter() - t0
     ids = old.ids
     vectors = np.load(old_dir / "vectors.npy", mmap_mode="r", allow_pickle=False)  # rows in the order of ids
     n = len(ids)
@@ -102,11 +103,11 @@ def upgrade_gallery(translator: Any, old_index_dir: str | os.PathLike, out_dir: 
             except DataError as e:
                 raise DataError(f"{old_dir}: {e} (in the block from index row {row}, id {ids[row]!r})") from e
         new.flush()
-        t_translate = time.perf_counter() - t0
+        t_translate = time.perf_counter() - t0 - t_load
         index = Index.build(new, ids, metric=old.metric, backend=backend or old_backend, config=overrides,
                             progress=progress)
         del new
-        t_build = time.perf_counter() - t0 - t_translate
+        t_build = time.perf_counter() - t0 - t_load - t_translate
         index.save(out, progress=progress)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -114,6 +115,6 @@ def upgrade_gallery(translator: Any, old_index_dir: str | os.PathLike, out_dir: 
         "old_index": str(old_dir), "index": str(out), "translator": tr.source, "count": len(index),
         "old_dim": old.dim, "dim": index.dim, "metric": index.metric, "backend": index.backend,
         "id_kind": index.id_kind, "config": index.config.to_dict() if index.config else None,
-        "translate_seconds": round(t_translate, 2), "build_seconds": round(t_build, 2),
+        "load_seconds": round(t_load, 2), "translate_seconds": round(t_translate, 2), "build_seconds": round(t_build, 2),
         "seconds": round(time.perf_counter() - t0, 2),
     }
