@@ -1,0 +1,373 @@
+"""``tfface bench ddl``: DDL against conventional fine-tuning on easy and hard built-in faces.
+
+A small-scale version of the DDL paper's SCface experiment (Tables 2-3), on 2 CPU cores:
+
+- **pretraining** ("CASIA-like", biased to easy samples): a scaled-down MobileNetV2 recognizer
+  (CosFace, AdamW, as ``recipes/recognizer_small.yaml``) on built-in identities with the default
+  nuisances, 90% full resolution and 5% each downsampled 4x and 8x. One pretrained model **per
+  seed** (the seed changes the initialisation and every draw; the identities stay fixed);
+- **fine-tuning**, every arm from that seed's checkpoint on disjoint identities, on identical
+  batches (teacher = easy, students = hard) for the same number of steps:
+
+  - ``finetuned``: the margin loss alone (the fair baseline: same data, same steps);
+  - ``ddl``: margin loss + DDL (KL + order, hard negatives, one student per hard kind);
+  - ablations (resolution task): ``kl_only`` (lambda_3 = 0), ``order_only`` (lambda_1 = lambda_2 = 0),
+    ``random_negatives``, ``mixture`` (the students pooled into one distribution);
+
+- two tasks: **resolution** (easy = full resolution, students ``x8`` and ``x4``: the images
+  downsampled 8x / 4x, in the roles of SCface's d1 and d2) and **pose** (easy |yaw| < 10, student
+  |yaw| > 45; the paper's VGGFace2 split); the pose task runs the baseline and DDL only;
+- **evaluation** on held-out identities (:mod:`tfface.eval.hard_samples`): a gallery of one easy
+  image per identity plus easy distractor identities, probes per subset; TAR at FAR 1e-2 / 1e-3 over
+  all probe x gallery pairs, rank-1 with distractors, histogram intersection (overlap) and
+  expectation margin of the positive / negative scores, and the easy-hard gap
+  ``E[s+|easy] - E[s+|hardest]``. ``pretrained`` is the model before fine-tuning.
+
+The ``claim`` section checks the spec's criteria for reproducing the paper's central claim on the
+hardest subset (x8 / pose), paired within seeds: lower overlap for DDL in every seed with a mean
+relative reduction >= 5%; a smaller easy-hard gap in every seed; higher rank-1 or TAR@FAR=1e-2 in the
+mean and not more than 1 point lower in any seed; easy rank-1 within 1 point of the baseline; both
+fine-tuned arms above the pretrained model. Whatever comes out is reported; nothing is tuned per seed.
+
+The optional real-data variant (``data_dir``: an image folder, .rec, TFRecord or .npz) fine-tunes
+seed 0's pretrained model on half of the identities with resolution as the hard factor and tests
+downsampled probes against a full-resolution gallery of the other half.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tfface.data.synthetic import FaceDataConfig, NuisanceConfig
+from tfface.losses.ddl import DDLLossConfig
+from tfface.training.ddl import (
+    DDLDataSpec,
+    DDLEvalSpec,
+    DDLModelSpec,
+    DDLTrainSpec,
+    SplitSpec,
+    builtin_test_sets,
+    evaluate_embedder,
+    finetune_ddl,
+    make_split,
+    real_test_sets,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BenchConfig", "bench_ddl", "claim_checks", "summarise"]
+
+SIZE = 56
+BLOCKS = [[16, 1, 1], [24, 1, 2], [32, 2, 2], [64, 2, 2], [96, 1, 1]]
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    pretrain_identities: int = 300
+    pretrain_images: int = 16
+    pretrain_epochs: int = 6
+    finetune_identities: int = 60
+    finetune_images: int = 10  # resolution task; the pose task renders 3x as many (and keeps ~55%)
+    test_identities: int = 80
+    test_images: int = 6
+    distractors: int = 500
+    b: int = 12
+    steps: int = 120
+    epochs: int = 4
+    optimizer: str = "sgd"
+    learning_rate: float = 0.01
+    margin: str = "arcface"
+    margin_kwargs: dict = field(default_factory=lambda: {"s": 30.0, "m": 0.3})
+    resolution_arms: tuple[str, ...] = ("finetuned", "ddl", "kl_only", "order_only", "random_negatives", "mixture")
+    pose_arms: tuple[str, ...] = ("finetuned", "ddl")
+
+
+FULL = BenchConfig()
+SMALL = BenchConfig(pretrain_identities=60, pretrain_images=10, pretrain_epochs=2, finetune_identities=20,
+                    finetune_images=8, test_identities=20, test_images=4, distractors=60, b=8, steps=8,
+                    epochs=1, resolution_arms=("finetuned", "ddl", "mixture"), pose_arms=("finetuned", "ddl"))
+
+ARM_LOSS: dict[str, dict | None] = {
+    "finetuned": None,
+    "ddl": {},
+    "kl_only": {"lambda_3": 0.0},
+    "order_only": {"lambda_1": 0.0, "lambda_2": 0.0},
+    "random_negatives": {"negative_mining": "random"},
+    "mixture": {"students": "mixture"},
+}
+HEADLINE = ("tar@far=0.01", "tar@far=0.001", "rank1", "overlap", "margin", "pos_mean", "gap")
+
+
+def _say(msg: str) -> None:
+    print(f"[bench ddl {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _nuisance(**kw) -> NuisanceConfig:
+    return dataclasses.replace(NuisanceConfig(), **kw)
+
+
+def _data_specs(cfg: BenchConfig) -> dict[str, DDLDataSpec]:
+    res = DDLDataSpec(
+        builtin=FaceDataConfig(num_identities=cfg.finetune_identities, images_per_identity=cfg.finetune_images,
+                               image_size=SIZE, identity_offset=50_000, nuisance=_nuisance(yaw=(-20.0, 20.0))),
+        image_size=SIZE, split=SplitSpec(kind="resolution", factors=(8, 4)))
+    pose = DDLDataSpec(
+        builtin=FaceDataConfig(num_identities=cfg.finetune_identities, images_per_identity=3 * cfg.finetune_images,
+                               image_size=SIZE, identity_offset=50_000, nuisance=_nuisance(yaw=(-75.0, 75.0))),
+        image_size=SIZE, split=SplitSpec(kind="pose", easy_max_yaw=10.0, hard_min_yaw=45.0))
+    return {"resolution": res, "pose": pose}
+
+
+def _pretrain(cfg: BenchConfig, seed: int, images, labels, out: Path):
+    from tfface.recipes import DataSpec, ModelSpec, RecognizerRecipe, TrainSpec
+    from tfface.training.fit import train_recognizer
+
+    recipe = RecognizerRecipe(
+        name=f"ddl_bench_pretrain_{seed}",
+        data=DataSpec(image_size=SIZE),
+        model=ModelSpec(backbone="mobilenet_v2",
+                        backbone_kwargs={"width": 0.5, "expansion": 6, "blocks": BLOCKS, "last_channels": 128},
+                        embedding_dim=128, margin="cosface", margin_kwargs={"s": 30.0, "m": 0.1}),
+        train=TrainSpec(epochs=cfg.pretrain_epochs, batch_size=64, optimizer="adamw", learning_rate=0.002,
+                        weight_decay=0.01, warmup_epochs=0.5, augment=True, seed=seed),
+    )
+    res = train_recognizer(recipe, images, labels, out_dir=out, callbacks=False, verbose=0)
+    return res.embedder, res.seconds
+
+
+def _mean_std(values: list) -> dict:
+    v = np.array([np.nan if x is None else x for x in values], np.float64)
+    if np.isnan(v).all():
+        return {"mean": None, "std": None}
+    return {"mean": float(np.nanmean(v)), "std": float(np.nanstd(v))}
+
+
+def summarise(per_seed: list[dict]) -> dict:
+    """``{arm: {subset: {metric: {mean, std, values}}}}`` over seeds."""
+    out: dict = {}
+    for arm in per_seed[0]:
+        out[arm] = {}
+        for subset in per_seed[0][arm]:
+            out[arm][subset] = {}
+            for metric in per_seed[0][arm][subset]:
+                vals = [s[arm][subset][metric] for s in per_seed]
+                if all(isinstance(v, int | float) or v is None for v in vals):
+                    out[arm][subset][metric] = {**_mean_std(vals), "values": vals}
+    return out
+
+
+def claim_checks(per_seed: list[dict], hardest: str, easy: str = "easy") -> dict:
+    """The spec's criteria (see the module docstring), DDL against the fine-tuned baseline."""
+    def col(arm, subset, metric):
+        return np.array([s[arm][subset][metric] if s[arm][subset][metric] is not None else np.nan
+                         for s in per_seed], np.float64)
+
+    ov_b, ov_d = col("finetuned", hardest, "overlap"), col("ddl", hardest, "overlap")
+    rel = (ov_b - ov_d) / np.maximum(ov_b, 1e-12)
+    gap_b, gap_d = col("finetuned", hardest, "gap"), col("ddl", hardest, "gap")
+    r_b, r_d = col("finetuned", hardest, "rank1"), col("ddl", hardest, "rank1")
+    t_b, t_d = col("finetuned", hardest, "tar@far=0.01"), col("ddl", hardest, "tar@far=0.01")
+    e_b, e_d = col("finetuned", easy, "rank1"), col("ddl", easy, "rank1")
+    pre = col("pretrained", hardest, "rank1")
+    checks = {
+        "overlap_lower_every_seed": bool((ov_d < ov_b).all()),
+        "overlap_mean_relative_reduction": float(np.mean(rel)),
+        "overlap_reduction_at_least_5pct": bool(np.mean(rel) >= 0.05),
+        "gap_smaller_every_seed": bool((gap_d < gap_b).all()),
+        "rank1_or_tar_higher_in_mean": bool(np.nanmean(r_d) > np.nanmean(r_b) or np.nanmean(t_d) > np.nanmean(t_b)),
+        "no_seed_lower_by_more_than_1pt": bool(((r_d - r_b) >= -0.01).all() and ((t_d - t_b) >= -0.01).all()),
+        "easy_rank1_within_1pt": bool(((e_d - e_b) >= -0.01).all()),
+        "both_finetuned_beat_pretrained": bool((r_b > pre).all() and (r_d > pre).all()),
+    }
+    keys = ("overlap_lower_every_seed", "overlap_reduction_at_least_5pct", "gap_smaller_every_seed",
+            "rank1_or_tar_higher_in_mean", "no_seed_lower_by_more_than_1pt", "easy_rank1_within_1pt")
+    checks["reproduced"] = bool(all(checks[k] for k in keys) and checks["both_finetuned_beat_pretrained"])
+    checks["hardest_subset"] = hardest
+    return checks
+
+
+def _fmt(stat: dict | None) -> str:
+    if not stat or stat.get("mean") is None:
+        return "n/a"
+    return f"{stat['mean']:.3f} ± {stat['std']:.3f}"
+
+
+def markdown_table(summary: dict, hardest: str, easy: str = "easy") -> str:
+    """Hard and easy numbers side by side, mean ± std over seeds."""
+    head = (f"| arm | {easy} TAR@1e-2 | {hardest} TAR@1e-2 | {easy} rank-1 | {hardest} rank-1 | "
+            f"{easy} overlap | {hardest} overlap | {hardest} margin | gap E[s+] {easy} − {hardest} |")
+    lines = [head, "|" + "---|" * 9]
+    for arm, subs in summary.items():
+        e, h = subs[easy], subs[hardest]
+        lines.append(f"| {arm} | {_fmt(e['tar@far=0.01'])} | {_fmt(h['tar@far=0.01'])} | {_fmt(e['rank1'])} | "
+                     f"{_fmt(h['rank1'])} | {_fmt(e['overlap'])} | {_fmt(h['overlap'])} | {_fmt(h['margin'])} | "
+                     f"{_fmt(h['gap'])} |")
+    return "\n".join(lines)
+
+
+def _headline(metrics: dict) -> dict:
+    return {s: {k: m[k] for k in HEADLINE if k in m} for s, m in metrics.items()}
+
+
+def bench_ddl(small: bool = False, seeds: int = 3, data_dir: str | None = None,
+              plot_path: str | None = "runs/bench/ddl_histograms.png") -> dict[str, Any]:
+    """Run the benchmark (see the module docstring); the CLI adds ``machine`` and writes the JSON."""
+    from tqdm.auto import tqdm
+
+    from tfface.data.builtin import render_dataset
+    from tfface.eval.hard_samples import plot_easy_hard_histograms
+
+    cfg = SMALL if small else FULL
+    seeds = max(1, int(seeds if not small else min(seeds, 1)))
+    t_start = time.perf_counter()
+    stage_seconds: dict[str, float] = {}
+    specs = _data_specs(cfg)
+    eval_spec = DDLEvalSpec(identities=cfg.test_identities, images_per_identity=cfg.test_images,
+                            distractors=cfg.distractors)
+    model_spec = DDLModelSpec(margin=cfg.margin, margin_kwargs=dict(cfg.margin_kwargs), classify="all",
+                              init_centres=True)
+
+    _say(f"{'small' if small else 'full'} run, {seeds} seed(s): rendering the built-in faces")
+    t0 = time.perf_counter()
+    pre_cfg = FaceDataConfig(num_identities=cfg.pretrain_identities, images_per_identity=cfg.pretrain_images,
+                             image_size=SIZE, nuisance=_nuisance(resolution_factors=(1,) * 18 + (4, 8)))
+    pretrain_data = render_dataset(pre_cfg, progress=False)
+    tasks = {}
+    for kind, spec in specs.items():
+        ft = render_dataset(spec.builtin, progress=False)
+        easy, hard = make_split(ft.images, ft.labels, spec.split, ft.nuisance["yaw"])
+        test = builtin_test_sets(eval_spec, spec)
+        tasks[kind] = (spec, easy, hard, test)
+        _say(f"{kind}: fine-tune subsets " + ", ".join(f"{s.name} {len(s)}" for s in [easy, *hard])
+             + f"; test {test.summary()}")
+    stage_seconds["render"] = time.perf_counter() - t0
+
+    n_stages = seeds * (1 + sum(1 + len(a) for a in (cfg.resolution_arms, cfg.pose_arms)))
+    bar = tqdm(total=n_stages, desc="bench ddl", unit="stage", file=sys.stderr)
+    per_seed: dict[str, list[dict]] = {k: [] for k in tasks}
+    histories: dict[str, dict] = {k: {} for k in tasks}
+    fine_seconds: dict[str, list[float]] = {}
+    plot_stats = None
+    seed0_pretrained = None
+    with tempfile.TemporaryDirectory(prefix="tfface-ddl-bench-") as tmp:
+        for seed in range(seeds):
+            bar.set_postfix_str(f"seed {seed}: pretraining")
+            embedder, secs = _pretrain(cfg, seed, pretrain_data.images, pretrain_data.labels, Path(tmp) / f"pre{seed}")
+            stage_seconds[f"pretrain_seed{seed}"] = secs
+            if seed == 0:
+                seed0_pretrained = embedder
+            _say(f"seed {seed}: pretrained in {secs:.0f} s")
+            bar.update(1)
+            for kind, (spec, easy, hard, test) in tasks.items():
+                arms = cfg.resolution_arms if kind == "resolution" else cfg.pose_arms
+                results, stats = {}, {}
+                metrics, st = evaluate_embedder(embedder, test, eval_spec.far_targets)
+                results["pretrained"], stats["pretrained"] = metrics, st
+                bar.update(1)
+                for arm in arms:
+                    bar.set_postfix_str(f"seed {seed}: {kind} {arm}")
+                    loss = None if ARM_LOSS[arm] is None else DDLLossConfig(**ARM_LOSS[arm])
+                    train = DDLTrainSpec(b=cfg.b, steps=cfg.steps, epochs=cfg.epochs, optimizer=cfg.optimizer,
+                                         learning_rate=cfg.learning_rate, seed=seed)
+                    model, hist, secs = finetune_ddl(embedder, easy, hard, model_spec, loss, train,
+                                                     spec.split.student_pairs, spec.split.drop_unpaired)
+                    fine_seconds.setdefault(f"{kind}/{arm}", []).append(secs)
+                    metrics, st = evaluate_embedder(model.embedder, test, eval_spec.far_targets)
+                    results[arm], stats[arm] = metrics, st
+                    if seed == 0:
+                        histories[kind][arm] = {k: v[-1] for k, v in hist.items()}
+                    hardest = hard[0].name
+                    _say(f"seed {seed} {kind} {arm}: {secs:.0f} s; {hardest} overlap {metrics[hardest]['overlap']:.3f} "
+                         f"rank-1 {metrics[hardest]['rank1']:.3f} TAR@1e-2 {metrics[hardest]['tar@far=0.01']}; "
+                         f"easy rank-1 {metrics['easy']['rank1']:.3f}")
+                    del model
+                    bar.update(1)
+                per_seed[kind].append(results)
+                if seed == 0 and kind == "resolution":
+                    plot_stats = stats
+    bar.close()
+
+    out: dict[str, Any] = {
+        "benchmark": "ddl",
+        "small": bool(small),
+        "seeds": seeds,
+        "config": dataclasses.asdict(cfg),
+        "image_size": SIZE,
+        "pretraining": "one pretrained model per seed (identities fixed across seeds; the seed changes "
+                       "initialisation, sampling and fine-tuning batches); every arm of a seed starts from it "
+                       "and sees identical batches",
+        "protocol": "gallery = one easy image per held-out identity + easy distractors; probes per subset; "
+                    "TAR@FAR over all probe x gallery pairs; rank-1 with distractors; overlap = histogram "
+                    "intersection (100 bins on [-1, 1]) of positive vs negative probe-gallery scores; "
+                    "margin = E[s+] - E[s-]; gap = E[s+|easy] - E[s+|subset]",
+        "tasks": {},
+    }
+    for kind, (spec, easy, hard, test) in tasks.items():
+        hardest = hard[0].name
+        summary = summarise(per_seed[kind])
+        out["tasks"][kind] = {
+            "subsets": {"easy": len(easy), **{h.name: len(h) for h in hard}},
+            "test_sets": test.summary(),
+            "hardest": hardest,
+            "summary": summary,
+            "per_seed": [{arm: _headline(m) for arm, m in s.items()} for s in per_seed[kind]],
+            "claim": claim_checks(per_seed[kind], hardest),
+            "table_markdown": markdown_table(summary, hardest),
+            "train_logs_seed0": histories[kind],
+        }
+    out["finetune_seconds"] = {k: float(np.mean(v)) for k, v in fine_seconds.items()}
+    if plot_path and plot_stats is not None:
+        hardest = tasks["resolution"][2][0].name
+        plot_easy_hard_histograms({"fine-tuned (ArcFace)": plot_stats["finetuned"], "DDL": plot_stats["ddl"]},
+                                  plot_path, subsets=["easy", hardest],
+                                  title=f"Seed 0, resolution task: easy vs {hardest} probes")
+        out["plot"] = str(plot_path)
+    t0 = time.perf_counter()
+    out["real_data"] = _real_data(cfg, data_dir, seed0_pretrained, model_spec, eval_spec)
+    stage_seconds["real_data"] = time.perf_counter() - t0
+    stage_seconds["total"] = time.perf_counter() - t_start
+    out["stage_seconds"] = {k: round(v, 1) for k, v in stage_seconds.items()}
+    _say(f"done in {stage_seconds['total']:.0f} s")
+    return out
+
+
+def _real_data(cfg: BenchConfig, data_dir: str | None, embedder, model_spec, eval_spec) -> dict:
+    if not data_dir:
+        return {"skipped": "no real data given (tfface bench ddl --data DIR: an image folder, .rec, TFRecord or "
+                           ".npz); the real-data variant (resolution as the hard factor, downsampled probes vs a "
+                           "full-resolution gallery) did not run"}
+    if not Path(data_dir).exists():
+        return {"skipped": f"real data not found at {data_dir}; the real-data variant did not run"}
+    from tfface.data.sources import load_images
+
+    _say(f"real data: loading {data_dir}")
+    images, labels, _ = load_images(data_dir, size=SIZE, progress=False)
+    ids, counts = np.unique(labels, return_counts=True)
+    ids = ids[counts >= 2]
+    if len(ids) < 2 * cfg.b:
+        return {"skipped": f"{data_dir}: {len(ids)} identities with >= 2 images, fewer than 2 x b = {2 * cfg.b}"}
+    rng = np.random.default_rng(0)
+    held = rng.choice(ids, len(ids) // 2, replace=False)
+    test_m = np.isin(labels, held)
+    train_m = np.isin(labels, ids) & ~test_m
+    test = real_test_sets(images[test_m], labels[test_m], (8, 4))
+    easy, hard = make_split(images[train_m], labels[train_m], SplitSpec(kind="resolution", factors=(8, 4)))
+    results = {"pretrained": _headline(evaluate_embedder(embedder, test, eval_spec.far_targets)[0])}
+    for arm in ("finetuned", "ddl"):
+        loss = None if ARM_LOSS[arm] is None else DDLLossConfig(**ARM_LOSS[arm])
+        train = DDLTrainSpec(b=cfg.b, steps=cfg.steps, epochs=cfg.epochs, optimizer=cfg.optimizer,
+                             learning_rate=cfg.learning_rate, seed=0)
+        model, _, secs = finetune_ddl(embedder, easy, hard, model_spec, loss, train)
+        results[arm] = _headline(evaluate_embedder(model.embedder, test, eval_spec.far_targets)[0])
+        _say(f"real data {arm}: {secs:.0f} s")
+    return {"data": str(data_dir), "identities": int(len(ids)), "test_identities": int(len(held)),
+            "seed": 0, "results": results}
