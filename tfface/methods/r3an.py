@@ -239,6 +239,15 @@ class R3AN(keras.Model):
                 self.d_optimizer = (keras.optimizers.Adam(2e-4, beta_1=0.5, name="d_optimizer")
                                     if cfg.d_optimizer == "adam"
                                     else _optimizer(cfg.optimizer, schedule(1), cfg.momentum, "d_optimizer"))
+        # Build each optimizer on its own network now: optimizers created lazily inside the first
+        # distributed step fail under MirroredStrategy (their variables must exist before the step).
+        if self.mlp is not None:
+            self.g_optimizer.build(self.mlp.trainable_variables)
+        else:
+            self.g_optimizer.build(self.G.trainable_variables)
+            self.e_optimizer.build(self.E.trainable_variables)
+            if self.d_optimizer is not None:
+                self.d_optimizer.build(self.D.trainable_variables)
         for key in ("loss", "metrics", "optimizer"):
             if kwargs.pop(key, None) is not None:
                 raise ConfigError(f"R3AN.compile: {key}= is built in (Algorithm 1); do not pass it")
@@ -277,63 +286,81 @@ class R3AN(keras.Model):
         if not isinstance(inputs, list | tuple) or len(inputs) != 2 or y is None:
             raise DataError("R3AN.fit needs ((source_features, faces), target_features) batches")
         x, img = inputs
-        cfg = self.config
         x = tf.math.l2_normalize(tf.cast(x, tf.float32), axis=-1)
         y = tf.math.l2_normalize(tf.cast(y, tf.float32), axis=-1)
         img = tf.cast(img, tf.float32)
-        gb = _global_batch(tf.shape(x)[0])
-        avg = lambda per_example: tf.nn.compute_average_loss(per_example, global_batch_size=gb)  # noqa: E731
         logs = {}
-
         if self.mlp is not None:
-            with tf.GradientTape() as tape:
-                lreg = avg(self._feature_loss(y, self.mlp(x, training=True)))
-            v = self.mlp.trainable_variables
-            self._apply(self.g_optimizer, tape.gradient(lreg, v), v)
-            return self._log({"reg": lreg})
-
-        if self.use_adv:  # (1) D step: minimise BCE(D(I), 1) + BCE(D(G(X)), 0)  (-Eq. 5)
-            fake = tf.stop_gradient(self.G(x, training=True))
-            with tf.GradientTape() as tape:
-                ld = avg(self._bce(1.0, self.D(img, training=True)) + self._bce(0.0, self.D(fake, training=True)))
-            v = self.D.trainable_variables
-            self._apply(self.d_optimizer, tape.gradient(ld, v), v)
-            logs["d"] = ld
-        if self.use_rec or self.use_adv:  # (2) G step: Eq. 7
-            with tf.GradientTape() as tape:
-                fake = self.G(x, training=True)
-                lg = tf.constant(0.0)
-                if self.use_rec:
-                    lrec = avg(self._pixel_loss(img, fake))
-                    lg += cfg.lambda_rec * lrec
-                    logs["rec"] = lrec
-                if self.use_adv:
-                    logits = self.D(fake, training=True)
-                    if cfg.adv_loss == "non_saturating":
-                        ladv = avg(self._bce(1.0, logits))
-                    else:  # minimise log(1 - D(G(X))) = -BCE(D(G(X)), 0)
-                        ladv = -avg(self._bce(0.0, logits))
-                    lg += cfg.lambda_adv * ladv
-                    logs["adv"] = ladv
-            v = self.G.trainable_variables
-            self._apply(self.g_optimizer, tape.gradient(lg, v), v)
-        if self.use_rep:  # (3) E step: Eq. 8 on real faces
-            with tf.GradientTape() as tape:
-                lrep = avg(self._feature_loss(y, self.E(img, training=True)))
-                scaled = cfg.lambda_rep * lrep
-            v = self.E.trainable_variables
-            self._apply(self.e_optimizer, tape.gradient(scaled, v), v)
-            logs["rep"] = lrep
-        if self.use_reg:  # (4) joint G+E step: Eq. 9 through E(G(X))
-            with tf.GradientTape() as tape:
-                lreg = avg(self._feature_loss(y, self.E(self.G(x, training=True), training=True)))
-                scaled = cfg.lambda_reg * lreg
-            gv, ev = self.G.trainable_variables, self.E.trainable_variables
-            grads = tape.gradient(scaled, gv + ev)
-            self._apply(self.g_optimizer, grads[:len(gv)], gv)
-            self._apply(self.e_optimizer, grads[len(gv):], ev)
-            logs["reg"] = lreg
+            return self._log(self.fc_step(x, y))
+        if self.use_adv:
+            logs.update(self.d_step(x, img))
+        if self.use_rec or self.use_adv:
+            logs.update(self.g_step(x, img))
+        if self.use_rep:
+            logs.update(self.e_step(img, y))
+        if self.use_reg:
+            logs.update(self.joint_step(x, y))
         return self._log(logs)
+
+    def _avg(self, per_example):
+        return tf.nn.compute_average_loss(per_example, global_batch_size=_global_batch(tf.shape(per_example)[0]))
+
+    def fc_step(self, x, y) -> dict:
+        """The FC baseline: one step on L_Reg (Eq. 9) through the MLP."""
+        with tf.GradientTape() as tape:
+            lreg = self._avg(self._feature_loss(y, self.mlp(x, training=True)))
+        v = self.mlp.trainable_variables
+        self._apply(self.g_optimizer, tape.gradient(lreg, v), v)
+        return {"reg": lreg}
+
+    def d_step(self, x, img) -> dict:
+        """Algorithm 1 lines 5-6: D minimises ``BCE(D(I), 1) + BCE(D(G(X)), 0)``, i.e. maximises Eq. 5."""
+        fake = tf.stop_gradient(self.G(x, training=True))
+        with tf.GradientTape() as tape:
+            ld = self._avg(self._bce(1.0, self.D(img, training=True)) + self._bce(0.0, self.D(fake, training=True)))
+        v = self.D.trainable_variables
+        self._apply(self.d_optimizer, tape.gradient(ld, v), v)
+        return {"d": ld}
+
+    def g_step(self, x, img) -> dict:
+        """Algorithm 1 lines 7-8: G minimises ``L_G = lambda_rec L_Rec + lambda_adv L_Adv`` (Eqs. 4, 6, 7)."""
+        cfg, logs = self.config, {}
+        with tf.GradientTape() as tape:
+            fake = self.G(x, training=True)
+            lg = tf.constant(0.0)
+            if self.use_rec:
+                logs["rec"] = self._avg(self._pixel_loss(img, fake))
+                lg += cfg.lambda_rec * logs["rec"]
+            if self.use_adv:
+                logits = self.D(fake, training=True)
+                if cfg.adv_loss == "non_saturating":  # -log D(G(X))
+                    logs["adv"] = self._avg(self._bce(1.0, logits))
+                else:  # log(1 - D(G(X))) = -BCE(D(G(X)), 0)
+                    logs["adv"] = -self._avg(self._bce(0.0, logits))
+                lg += cfg.lambda_adv * logs["adv"]
+        v = self.G.trainable_variables
+        self._apply(self.g_optimizer, tape.gradient(lg, v), v)
+        return logs
+
+    def e_step(self, img, y) -> dict:
+        """Algorithm 1 lines 9-10: E minimises ``lambda_rep L_Rep`` (Eq. 8) on real faces."""
+        with tf.GradientTape() as tape:
+            lrep = self._avg(self._feature_loss(y, self.E(img, training=True)))
+            scaled = self.config.lambda_rep * lrep
+        v = self.E.trainable_variables
+        self._apply(self.e_optimizer, tape.gradient(scaled, v), v)
+        return {"rep": lrep}
+
+    def joint_step(self, x, y) -> dict:
+        """Algorithm 1 lines 11-12: G and E minimise ``lambda_reg L_Reg`` (Eq. 9) through E(G(X))."""
+        with tf.GradientTape() as tape:
+            lreg = self._avg(self._feature_loss(y, self.E(self.G(x, training=True), training=True)))
+            scaled = self.config.lambda_reg * lreg
+        gv, ev = self.G.trainable_variables, self.E.trainable_variables
+        grads = tape.gradient(scaled, gv + ev)
+        self._apply(self.g_optimizer, grads[:len(gv)], gv)
+        self._apply(self.e_optimizer, grads[len(gv):], ev)
+        return {"reg": lreg}
 
     def _log(self, losses: dict) -> dict:
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
@@ -346,8 +373,7 @@ class R3AN(keras.Model):
         x = inputs[0] if isinstance(inputs, list | tuple) else inputs
         x = tf.math.l2_normalize(tf.cast(x, tf.float32), axis=-1)
         y = tf.math.l2_normalize(tf.cast(y, tf.float32), axis=-1)
-        gb = _global_batch(tf.shape(x)[0])
-        lreg = tf.nn.compute_average_loss(self._feature_loss(y, self(x, training=False)), global_batch_size=gb)
+        lreg = self._avg(self._feature_loss(y, self(x, training=False)))
         return self._log({"reg": lreg}) if "reg" in self.trackers else {m.name: m.result() for m in self.metrics}
 
     def get_config(self):
