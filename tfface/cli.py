@@ -114,8 +114,16 @@ def cmd_bench(a) -> None:
         from tfface.bench.retrieval import bench_retrieval
 
         result = bench_retrieval(small=a.small)
+    elif a.what == "r3an":
+        from tfface.bench.r3an import bench_r3an
+
+        result = bench_r3an(small=a.small, seeds=a.seeds, parts=a.parts)
+    elif a.what == "ddl":
+        from tfface.bench.ddl import bench_ddl
+
+        result = bench_ddl(small=a.small, seeds=a.seeds, data_dir=a.data)
     else:
-        raise TffaceError(f"unknown benchmark {a.what!r}; known: data, retrieval")
+        raise TffaceError(f"unknown benchmark {a.what!r}; known: data, retrieval, r3an, ddl")
     result["machine"] = machine_info()
     out = Path(a.out or f"runs/bench/{a.what}.json")
     with atomic_path(out) as tmp:
@@ -208,10 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_upgrade_gallery)
 
     s = sub.add_parser("bench", help="benchmarks that write JSON")
-    s.add_argument("what", choices=["data", "retrieval"])
+    s.add_argument("what", choices=["data", "retrieval", "r3an", "ddl"])
     s.add_argument("--out")
     s.add_argument("--workers", type=int, default=2, help="data: rendering processes")
-    s.add_argument("--small", action="store_true", help="retrieval: a quick run on a smaller gallery")
+    s.add_argument("--small", action="store_true", help="a quick, smaller run (smoke test, not for the docs)")
+    s.add_argument("--seeds", type=int, default=3, help="r3an, ddl: number of seeds")
+    s.add_argument("--parts", default="all", help="r3an: reproduction, speed or all")
+    s.add_argument("--data", help="ddl: optional real face image folder for the resolution variant")
     s.set_defaults(func=cmd_bench)
 
     from tfface.retrieval.commands import add_index_parser
