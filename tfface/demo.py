@@ -5,7 +5,9 @@
    from ``recipes/recognizer_small.yaml`` and ``recipes/recognizer_large.yaml``.
 3. Embed the test set and the distractors with both; evaluate verification, identification with
    distractors, similarity distributions, and the cross-model matrix (old vs new features).
-4. Write ``report.md`` with plots and ``report.json``.
+4. Translate old features into the new space with R3AN and the FC and linear baselines
+   (:mod:`tfface.demo_translation`); export and check the translator.
+5. Write ``report.md`` with plots and ``report.json``.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, workers: int | 
     t = time.perf_counter()
     cfg = recipes[0].data.builtin
     ev = recipes[0].eval
-    _say(f"1/4 rendering {cfg.num_identities} training identities x {cfg.images_per_identity} images, "
+    _say(f"1/5 rendering {cfg.num_identities} training identities x {cfg.images_per_identity} images, "
          f"{ev.identities} test identities and {ev.distractors} distractors at {cfg.image_size}px")
     train = render_dataset(cfg, workers=workers)
     test = render_dataset(cfg.replace(num_identities=ev.identities, images_per_identity=ev.images_per_identity,
@@ -82,14 +84,14 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, workers: int | 
     models = {}
     for role, r in zip(("old", "new"), recipes, strict=True):
         t = time.perf_counter()
-        _say(f"2/4 training the {role} recognizer '{r.name}' ({r.model.backbone}, {r.train.epochs} epochs)")
+        _say(f"2/5 training the {role} recognizer '{r.name}' ({r.model.backbone}, {r.train.epochs} epochs)")
         res = train_recognizer(r, train.images, train.labels, out_dir=out / r.name, verbose=2)
         models[role] = res
         timings[f"train_{role}"] = time.perf_counter() - t
 
     # 3. Embed and evaluate.
     t = time.perf_counter()
-    _say("3/4 embedding the test set and distractors, evaluating")
+    _say("3/5 embedding the test set and distractors, evaluating")
     feats, dfeats, evals = {}, {}, {}
     prep = f"tfface{cfg.image_size}"
     for role, res in models.items():
@@ -111,7 +113,15 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, workers: int | 
     plot_similarity_histograms({names[k]: v.distributions for k, v in evals.items()}, out / "similarity.png")
     timings["evaluate"] = time.perf_counter() - t
 
-    # 4. Report.
+    # 4. Translate old -> new with R3AN and the baselines; export the translator.
+    from tfface.demo_translation import run_translation, translation_markdown
+
+    t = time.perf_counter()
+    translation = run_translation(train, test, distract, Embedder.from_keras(models["old"].embedder, prep),
+                                  Embedder.from_keras(models["new"].embedder, prep), out, quick=quick)
+    timings["translation"] = time.perf_counter() - t
+
+    # 5. Report.
     timings["total"] = time.perf_counter() - t_start
     machine = machine_info()
     report = {
@@ -127,12 +137,14 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, workers: int | 
         "evaluation": {role: e.to_dict() for role, e in evals.items()},
         "cross_model": cross.to_dict(),
         "retrieval_index": {role: r.to_dict() for role, r in indexed.items()},
+        "translation": translation,
     }
     write_json(report, out / "report.json")
     md = _markdown(report, cross.to_markdown(), describe(machine), g, p, test.labels)
+    md += "\n" + translation_markdown(translation, len(distract))
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text(md)
-    _say(f"4/4 done in {timings['total']:.0f} s: {out / 'report.md'}")
+    _say(f"done in {timings['total']:.0f} s: {out / 'report.md'}")
     return out / "report.md"
 
 
@@ -145,7 +157,8 @@ def _markdown(r: dict, cross_md: str, machine: str, g, p, labels) -> str:
         "# tfface demo report", "",
         f"Machine: {machine}. Total time {r['timings_s']['total']:.0f} s "
         f"(render {r['timings_s']['render']:.0f} s, old {r['timings_s']['train_old']:.0f} s, "
-        f"new {r['timings_s']['train_new']:.0f} s, evaluation {r['timings_s']['evaluate']:.0f} s).", "",
+        f"new {r['timings_s']['train_new']:.0f} s, evaluation {r['timings_s']['evaluate']:.0f} s, "
+        f"translation {r['timings_s'].get('translation', 0):.0f} s).", "",
         f"Data: built-in 3DMM faces at {d['image_size']}px: {d['train_identities']} training identities "
         f"({d['train_images']} images); {d['test_identities']} held-out test identities ({d['test_images']} images, "
         f"first image of each enrolled, {len(p)} probes); {d['distractors']} distractor identities.", "",
