@@ -4,7 +4,8 @@ A small-scale version of the DDL paper's SCface experiment (Tables 2-3), on 2 CP
 
 - **pretraining** ("CASIA-like", biased to easy samples): a scaled-down MobileNetV2 recognizer
   (CosFace, AdamW, as ``recipes/recognizer_small.yaml``) on built-in identities with the default
-  nuisances, 90% full resolution and 5% each downsampled 4x and 8x. One pretrained model **per
+  "studio" nuisances (:data:`STUDIO`), |yaw| up to 35 degrees, 90% full resolution and 5% each
+  downsampled 4x and 8x. One pretrained model **per
   seed** (the seed changes the initialisation and every draw; the identities stay fixed);
 - **fine-tuning**, every arm from that seed's checkpoint on disjoint identities, on identical
   batches (teacher = easy, students = hard) for the same number of steps:
@@ -74,7 +75,7 @@ BLOCKS = [[16, 1, 1], [24, 1, 2], [32, 2, 2], [64, 2, 2], [96, 1, 1]]
 class BenchConfig:
     pretrain_identities: int = 300
     pretrain_images: int = 16
-    pretrain_epochs: int = 6
+    pretrain_epochs: int = 8
     finetune_identities: int = 60
     finetune_images: int = 10  # resolution task; the pose task renders 3x as many (and keeps ~55%)
     test_identities: int = 80
@@ -84,7 +85,7 @@ class BenchConfig:
     steps: int = 120
     epochs: int = 4
     optimizer: str = "sgd"
-    learning_rate: float = 0.01
+    learning_rate: float = 0.003
     margin: str = "arcface"
     margin_kwargs: dict = field(default_factory=lambda: {"s": 30.0, "m": 0.3})
     resolution_arms: tuple[str, ...] = ("finetuned", "ddl", "kl_only", "order_only", "random_negatives", "mixture")
@@ -92,7 +93,7 @@ class BenchConfig:
 
 
 FULL = BenchConfig()
-SMALL = BenchConfig(pretrain_identities=60, pretrain_images=10, pretrain_epochs=2, finetune_identities=20,
+SMALL = BenchConfig(pretrain_identities=60, pretrain_images=10, pretrain_epochs=4, finetune_identities=20,
                     finetune_images=8, test_identities=20, test_images=4, distractors=60, b=8, steps=8,
                     epochs=1, resolution_arms=("finetuned", "ddl", "mixture"), pose_arms=("finetuned", "ddl"))
 
@@ -111,8 +112,17 @@ def _say(msg: str) -> None:
     print(f"[bench ddl {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+#: "Studio" nuisances for every built-in set of the benchmark: plain background, softer light, little blur,
+#: noise and expression, small pitch / roll / framing jitter. With the default (harder) nuisances the
+#: CPU-sized pretrained model reached rank-1 0.03 on *easy* probes (TAR@FAR=1e-2 0.15), too weak for an
+#: easy/hard contrast; with these, 0.22 (0.42), while resolution and yaw stay the hard factors.
+STUDIO = dict(background="plain", light_azimuth=(-30.0, 30.0), light_elevation=(0.0, 40.0),
+              light_strength=(0.6, 0.9), ambient=(0.35, 0.5), blur=(0.0, 0.3), noise=(0.0, 0.01),
+              expression_strength=0.4, pitch=(-8.0, 8.0), roll=(-5.0, 5.0), scale=(0.96, 1.04), shift=(-0.02, 0.02))
+
+
 def _nuisance(**kw) -> NuisanceConfig:
-    return dataclasses.replace(NuisanceConfig(), **kw)
+    return dataclasses.replace(NuisanceConfig(), **{**STUDIO, **kw})
 
 
 def _data_specs(cfg: BenchConfig) -> dict[str, DDLDataSpec]:
@@ -239,7 +249,7 @@ def bench_ddl(small: bool = False, seeds: int = 3, data_dir: str | None = None,
     _say(f"{'small' if small else 'full'} run, {seeds} seed(s): rendering the built-in faces")
     t0 = time.perf_counter()
     pre_cfg = FaceDataConfig(num_identities=cfg.pretrain_identities, images_per_identity=cfg.pretrain_images,
-                             image_size=SIZE, nuisance=_nuisance(resolution_factors=(1,) * 18 + (4, 8)))
+                             image_size=SIZE, nuisance=_nuisance(yaw=(-35.0, 35.0), resolution_factors=(1,) * 18 + (4, 8)))
     pretrain_data = render_dataset(pre_cfg, progress=False)
     tasks = {}
     for kind, spec in specs.items():
