@@ -207,3 +207,21 @@ def test_cross_top1_on_a_hand_made_gallery():
     assert error_reduction(0.95, 0.80) == pytest.approx(0.75)
     ev = evaluate_translator(lambda v: v, probe, probe, labels, distract, distract)
     assert ev["probe_transform_top1"] == 1.0 and ev["mean_cosine"] == pytest.approx(1.0)
+
+
+def test_batch_norm_recalibration_matches_generated_face_statistics(rng):
+    n = 32
+    pairs = PairedFeatures(rng.integers(0, 255, (n, 56, 56, 3), dtype=np.uint8),
+                           rng.normal(size=(n, D)).astype("float32"), rng.normal(size=(n, D)).astype("float32"),
+                           np.arange(n) // 2)
+    model = R3AN(_cfg(variant="arch1"))
+    model.compile(total_steps=2)
+    bn = model.E.get_layer("conv1_dw_bn")
+    momentum = bn.momentum
+    assert model.recalibrate_batch_norm(pairs.dataset(16, shuffle=False), batches=2) == 2
+    # the exact mean over both batches of the per-batch means of the layer's input
+    probe = keras.Model(model.E.input, model.E.get_layer("conv1_dw").output)
+    faces = model.G(tf.math.l2_normalize(pairs.source, -1), training=False)
+    means = [tf.reduce_mean(probe(faces[i:i + 16]), axis=[0, 1, 2]).numpy() for i in (0, 16)]
+    np.testing.assert_allclose(bn.moving_mean.numpy(), np.mean(means, axis=0), rtol=1e-4, atol=1e-5)
+    assert bn.momentum == momentum  # restored

@@ -30,10 +30,15 @@ METHODS = ("linear", "fc", "arch3", "arch5", "arch6", "r3an")
 
 @dataclasses.dataclass(frozen=True)
 class BenchBudget:
-    epochs: int = 12
+    """The CPU budget. The paper's SGD (lr 0.08 at batch 512, 200k iterations) barely moves in the ~400
+    iterations that fit here (measured: SGD lr 0.01/0.05, mean cos(T(x), y) 0.02-0.35), so every trained
+    translator uses Adam(1e-3, beta1 0.5), a flagged deviation, with the same epochs and batch for all."""
+
+    epochs: int = 6
     batch_size: int = 64
     width: float = 0.5
-    learning_rate: float = 0.01  # the paper's 0.08 at batch 512, scaled linearly to batch 64 (spec 8.3)
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
     speed_batch: int = 64
     speed_repeats: int = 5
 
@@ -105,7 +110,7 @@ def reproduction(out: Path, budget: BenchBudget, seeds: int, small: bool) -> dic
     for seed, method in tqdm(jobs, desc="bench r3an", unit="run"):
         cfg = "linear" if method == "linear" else R3ANConfig(
             variant=method, source_dim=pairs.source_dim, target_dim=pairs.target_dim, width=budget.width,
-            learning_rate=budget.learning_rate, seed=seed)
+            optimizer=budget.optimizer, learning_rate=budget.learning_rate, seed=seed)
         res = train_translator(cfg, pairs, epochs=budget.epochs, batch_size=budget.batch_size)
         ev = evaluate_translator(lambda x, tr=res.translator: tr.predict(x, batch_size=1024, verbose=0),
                                  feats["source"], feats["target"], lab, dfeats["source"], dfeats["target"])

@@ -262,6 +262,32 @@ class R3AN(keras.Model):
                 out[name] = float(keras.ops.convert_to_numpy(opt.learning_rate))
         return out
 
+    def recalibrate_batch_norm(self, dataset, batches: int = 50) -> int:
+        """Re-estimate E's BatchNorm statistics on the deployed path E(G(x)); returns the batches used.
+
+        In Algorithm 1, E runs in training mode on real faces (E step) and on G's faces (joint step), so
+        its moving statistics average two input distributions, while the deployed translator only ever
+        feeds it G's faces. When reconstructions are far from real faces (small budgets) that mismatch
+        costs accuracy at inference. This pass replaces the moving mean and variance by the exact
+        average over ``batches`` batches of ``G(x)`` (G in inference mode); no weight changes. Run
+        eagerly, after training (``train_translator`` does it when ``bn_recalibration`` is on).
+        """
+        if self.E is None:
+            return 0
+        layers = [lay for lay in self.E._flatten_layers() if isinstance(lay, keras.layers.BatchNormalization)]
+        saved = [lay.momentum for lay in layers]
+        k = 0
+        try:
+            for (x, _faces), _y in dataset.take(batches):
+                for lay in layers:
+                    lay.momentum = k / (k + 1.0)  # running mean of the per-batch statistics
+                self.E(self.G(tf.math.l2_normalize(tf.cast(x, tf.float32), -1), training=False), training=True)
+                k += 1
+        finally:
+            for lay, m in zip(layers, saved, strict=True):
+                lay.momentum = m
+        return k
+
     def _apply(self, optimizer, grads, variables):
         wd = self.config.weight_decay
         if wd:

@@ -59,8 +59,12 @@ def reconstruction_grid(model, pairs: PairedFeatures, n: int = 8) -> np.ndarray:
 
 def train_translator(config, pairs: PairedFeatures, epochs: int, batch_size: int = 64,
                      out_dir: str | Path | None = None, strategy=None, verbose: int | str = 0,
-                     ridge: float = 1e-3) -> TranslatorResult:
-    """Train ``config`` (an :class:`~tfface.methods.r3an.R3ANConfig`, or ``"linear"``) on ``pairs``."""
+                     ridge: float = 1e-3, bn_recalibration: bool = True) -> TranslatorResult:
+    """Train ``config`` (an :class:`~tfface.methods.r3an.R3ANConfig`, or ``"linear"``) on ``pairs``.
+
+    ``bn_recalibration``: after training, re-estimate E's BatchNorm statistics on G's faces (see
+    :meth:`~tfface.methods.r3an.R3AN.recalibrate_batch_norm`); it matters only for variants whose E
+    also trains on real faces (``use_rep``)."""
     import keras
 
     from tfface.distribute import get_strategy
@@ -97,6 +101,8 @@ def train_translator(config, pairs: PairedFeatures, epochs: int, batch_size: int
     if any(not np.isfinite(v[-1]) for v in history.values()):
         raise DataError(f"R3AN {config.variant}: training diverged (NaN/Inf loss: "
                         f"{ {k: v[-1] for k, v in history.items()} }); lower learning_rate")
+    if bn_recalibration and model.use_rep and model.E is not None:
+        model.recalibrate_batch_norm(pairs.dataset(batch_size, shuffle=True, seed=config.seed + 1))
     translator = model.translator()
     params = int(sum(int(np.prod(w.shape)) for w in translator.trainable_weights))
     result = TranslatorResult(config.variant, translator, model, history, time.perf_counter() - t0, params)
