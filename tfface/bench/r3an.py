@@ -209,3 +209,47 @@ def bench_r3an(small: bool = False, seeds: int = 3, parts: str = "all", out_dir:
     if parts in ("all", "reproduction"):
         result["reproduction"] = reproduction(out, budget, seeds, small)
     return result
+
+
+def to_markdown(result: dict) -> str:
+    """The docs' tables from a ``tfface bench r3an`` JSON (so every figure in the docs comes from it)."""
+    lines = []
+    rep = result.get("reproduction")
+    if rep:
+        own, m = rep["own_top1"], rep["methods"]
+        f = lambda d: f"{d['mean']:.3f} ± {d['std']:.3f}"  # noqa: E731
+        lines += [f"Source (old) own top-1 {own['source']:.3f}, target (new) own top-1 {own['target']:.3f}, "
+                  f"untranslated source|target {rep['raw_cross_top1']}; {rep['data']['train_triplets']} training "
+                  f"triplets, {rep['data']['test_images']} test images of {rep['data']['test_identities']} "
+                  f"identities, {rep['data']['distractors']} distractors; {rep['seeds']} seeds (mean ± std).", "",
+                  "| translator | probe transformed (X\\|Tgt) | gallery transformed (Tgt\\|X) | mean cos(T(x), y) | "
+                  "parameters | train s |", "|---|---|---|---|---|---|"]
+        for name, r in m.items():
+            lines.append(f"| {name} | {f(r['probe_transform_top1'])} | {f(r['gallery_transform_top1'])} | "
+                         f"{f(r['mean_cosine'])} | {int(r['parameters']['mean']):,} | {r['train_seconds']['mean']:.0f} |")
+        lines += ["", f"R3AN's relative top-1 error reduction vs FC: {f(rep['error_reduction_vs_fc'])}; vs linear: "
+                  f"{f(rep['error_reduction_vs_linear'])}.", "", "| criterion (spec 8.5, fixed before running) | "
+                  "outcome |", "|---|---|"]
+        for k, v in rep["claims"].items():
+            lines.append(f"| {k} | {v} |")
+    sp = result.get("speed")
+    if sp:
+        lines += ["", f"Speed (batch {sp['batch_size']}, float32, median of {sp['repeats']} timed runs after warm-up):",
+                  "", "| network | input | features/s | x ResNet-101 |", "|---|---|---|---|",
+                  f"| ResNet-101 (weights=None) + Dense(256) | {sp['resnet101_input']}x{sp['resnet101_input']} image | "
+                  f"{sp['resnet101_images_per_s']:.1f} | 1 |",
+                  f"| R3AN translator, Table-1 width | 256-D feature | {sp['r3an_table1_features_per_s']:.0f} | "
+                  f"{sp['r3an_table1_speedup_vs_resnet101']:.0f}x |",
+                  f"| R3AN translator, benchmark width | 256-D feature | {sp['r3an_bench_width_features_per_s']:.0f} | "
+                  f"{sp['r3an_bench_width_speedup_vs_resnet101']:.0f}x |"]
+    m = result.get("machine", {})
+    lines += ["", f"Machine: {m.get('cpu')}, {m.get('cores')} cores, {m.get('memory_gib')} GiB, TensorFlow "
+              f"{m.get('tensorflow')}; command `{result.get('command')}`."]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m tfface.bench.r3an RESULT.json -> markdown tables
+    import json
+    import sys
+
+    print(to_markdown(json.loads(Path(sys.argv[1]).read_text())))
