@@ -12,7 +12,7 @@ def _sizes(model, names):
 def test_generator_table1_sizes():
     g = generator()
     assert _sizes(g, ["fconv1"]) == [(4, 4, 512)]
-    assert tuple(g.get_layer("cropping2d").output.shape[1:]) == (7, 7, 128)
+    assert tuple(g.get_layer("fconv2_crop").output.shape[1:]) == (7, 7, 128)
     assert _sizes(g, ["fconv3", "fconv4", "face"]) == [(14, 14, 32), (28, 28, 8), (56, 56, 3)]
     out = g(np.random.default_rng(0).normal(size=(2, 256)).astype("float32"))
     assert out.shape == (2, 56, 56, 3) and float(np.abs(out).max()) <= 1.0

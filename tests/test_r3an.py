@@ -225,3 +225,19 @@ def test_batch_norm_recalibration_matches_generated_face_statistics(rng):
     means = [tf.reduce_mean(probe(faces[i:i + 16]), axis=[0, 1, 2]).numpy() for i in (0, 16)]
     np.testing.assert_allclose(bn.moving_mean.numpy(), np.mean(means, axis=0), rtol=1e-4, atol=1e-5)
     assert bn.momentum == momentum  # restored
+
+
+def test_translator_exports_to_tf_serving_and_onnx_with_parity(tmp_path, rng):
+    from tfface.export import check_saved_model, export_onnx, export_saved_model
+    from tfface.export.onnx import onnx_parity
+
+    tr = R3AN(_cfg(variant="r3an")).translator()
+    x = rng.normal(size=(5, D)).astype("float32")
+    vdir = export_saved_model(tr, tmp_path / "serving", name="translator", input_name="source_features",
+                              output_name="target_features", input_shape=(D,), warmup_inputs=x[:2])
+    report = check_saved_model(vdir, expected_inputs={"source_features": [None, D]},
+                               expected_outputs={"target_features": [None, D]})
+    assert report["ok"], report["problems"]
+    assert check_saved_model(vdir, expected_inputs={"source_features": [None, D + 1]})["ok"] is False
+    path = export_onnx(tr, tmp_path / "translator.onnx", (D,), input_name="source_features")
+    assert onnx_parity(tr, path, x) < 1e-5

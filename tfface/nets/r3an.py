@@ -51,7 +51,7 @@ def generator(source_dim: int = 256, width: float = 1.0, seed: int | None = None
     x = keras.layers.ReLU()(_dcgan_bn("fconv1_bn", seed)(x))
     x = keras.layers.Conv2DTranspose(_ch(128, width), 3, strides=2, padding="valid", use_bias=False,
                                      kernel_initializer=init(2), name="fconv2")(x)
-    x = keras.layers.Cropping2D(1)(x)  # (4-1)*2+3 = 9 -> 7, PyTorch's k3 s2 p1
+    x = keras.layers.Cropping2D(1, name="fconv2_crop")(x)  # (4-1)*2+3 = 9 -> 7, PyTorch k3 s2 p1
     x = keras.layers.ReLU()(_dcgan_bn("fconv2_bn", seed)(x))
     for i, filters in ((3, 32), (4, 8)):
         x = keras.layers.Conv2DTranspose(_ch(filters, width), 4, strides=2, padding="same", use_bias=False,
