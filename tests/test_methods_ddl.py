@@ -137,3 +137,34 @@ def test_two_replicas_match_one_device_on_the_same_global_batch(two_cpu_strategy
         assert abs(one[k] - two[k]) < 1e-4 * max(1.0, abs(one[k])), (k, one[k], two[k])
     assert max(float(np.abs(a - b).max()) for a, b in zip(w1, w2)) < 1e-4
     assert max(float(np.abs(a - b).max()) for a, b in zip(w1, embedder.get_weights() + [head])) > 1e-4
+
+
+def test_recipe_runs_end_to_end_with_strict_config(tmp_path):
+    from tfface.training.ddl import load_ddl_recipe, train_ddl_recipe
+
+    embedder_path = tmp_path / "embedder.keras"
+    rec = build_recognizer("mobilenet_v2", (56, 56, 3), embedding_dim=16, num_classes=4,
+                           backbone_kwargs={"width": 0.25, "last_channels": 32, "blocks": [[16, 1, 2], [24, 1, 2]]})
+    rec.embedding_model().save(embedder_path)
+    recipe = tmp_path / "ddl.yaml"
+    recipe.write_text(f"""
+name: tiny_ddl
+pretrained: {{embedder: {embedder_path}, recipe: null}}
+data:
+  builtin: {{num_identities: 6, images_per_identity: 4, image_size: 56, identity_offset: 50000}}
+  split: {{kind: resolution, factors: [8]}}
+loss: {{bins: 201}}
+train: {{b: 4, steps: 2, epochs: 1}}
+eval: {{identities: 4, images_per_identity: 3, distractors: 4}}
+""")
+    report = train_ddl_recipe(recipe, tmp_path / "out")
+    assert set(report["eval"]["finetuned"]) == {"easy", "x8"}
+    assert {"tar@far=0.01", "rank1", "overlap", "margin", "gap"} <= set(report["eval"]["finetuned"]["x8"])
+    assert (tmp_path / "out" / "embedder.keras").is_file() and (tmp_path / "out" / "histograms.png").is_file()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("loss: {bins: 1}\n")
+    with pytest.raises(ConfigError, match="loss.bins"):
+        load_ddl_recipe(bad)
+    bad.write_text("train: {b: 4, stepz: 3}\n")
+    with pytest.raises(ConfigError, match="train.stepz"):
+        load_ddl_recipe(bad)

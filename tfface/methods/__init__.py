@@ -1,1 +1,5 @@
 """tfface.methods."""
+
+from tfface.methods.ddl import DDL, DDLHistogramCallback, build_ddl
+
+__all__ = ["DDL", "DDLHistogramCallback", "build_ddl"]
