@@ -1,10 +1,10 @@
 """DDL fine-tuning: hard-sample splits and batches, a tiny fit, 1 vs 2 replica parity, bad input."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras
 from tfface.data.hard_samples import (
     DDLBatchBuilder,
     SampleSet,
@@ -135,8 +135,8 @@ def test_two_replicas_match_one_device_on_the_same_global_batch(two_cpu_strategy
     assert set(one) == set(two)
     for k in one:
         assert abs(one[k] - two[k]) < 1e-4 * max(1.0, abs(one[k])), (k, one[k], two[k])
-    assert max(float(np.abs(a - b).max()) for a, b in zip(w1, w2)) < 1e-4
-    assert max(float(np.abs(a - b).max()) for a, b in zip(w1, embedder.get_weights() + [head])) > 1e-4
+    assert max(float(np.abs(a - b).max()) for a, b in zip(w1, w2, strict=True)) < 1e-4
+    assert max(float(np.abs(a - b).max()) for a, b in zip(w1, embedder.get_weights() + [head], strict=True)) > 1e-4
 
 
 def test_recipe_runs_end_to_end_with_strict_config(tmp_path):

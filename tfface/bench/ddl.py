@@ -321,7 +321,7 @@ def bench_ddl(small: bool = False, seeds: int = 3, data_dir: str | None = None,
                     "margin = E[s+] - E[s-]; gap = E[s+|easy] - E[s+|subset]",
         "tasks": {},
     }
-    for kind, (spec, easy, hard, test) in tasks.items():
+    for kind, (_spec, easy, hard, test) in tasks.items():
         hardest = hard[0].name
         summary = summarise(per_seed[kind])
         out["tasks"][kind] = {

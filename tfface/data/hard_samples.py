@@ -365,11 +365,10 @@ class DDLBatchBuilder:
         rng = np.random.default_rng(self.seed if seed is None else seed)
         k1, b = self.num_branches, self.b
         out = {n: np.empty((steps, b, k1), np.int64) for n in ("identities", "pair_a", "pair_b")}
-        branches = [self.teacher, *self.students]
         first_off = [self.offsets[0]] + [self.offsets[0] if self.student_pairs == "easy-hard" else o
                                          for o in self.offsets[1:]]
         for t in range(steps):
-            for k, s in enumerate(branches):
+            for k in range(k1):
                 groups = self._by_id[k]
                 ids = rng.choice(np.fromiter(groups, np.int64), b, replace=False)  # b distinct identities
                 out["identities"][t, :, k] = [self.offsets[k] + rng.choice(groups[int(i)]) for i in ids]
