@@ -106,3 +106,11 @@ def test_train_recipe_end_to_end(tmp_path, monkeypatch):
     assert main(["train", str(r), "--out", str(out)]) == 0
     assert (out / "embedder.keras").is_file() and (out / "history.json").is_file()
     assert list((out / "tensorboard").rglob("*tfevents*"))
+
+
+def test_train_ddl_and_bench_bad_input_exit_2(tmp_path, capsys):
+    assert main(["train-ddl", str(tmp_path / "missing.yaml")]) == 2
+    assert "missing.yaml" in capsys.readouterr().err
+    assert main(["bench", "r3an", "--seeds", "0", "--out", str(tmp_path / "r.json")]) == 2
+    assert "--seeds" in capsys.readouterr().err
+    assert main(["bench", "r3an", "--parts", "nope", "--out", str(tmp_path / "r.json")]) == 2

@@ -60,6 +60,13 @@ def cmd_train(a) -> None:
     print(json.dumps(result.summary(), indent=2))
 
 
+def cmd_train_ddl(a) -> None:
+    from tfface.training.ddl import train_ddl_recipe
+
+    summary = train_ddl_recipe(a.recipe, out_dir=a.out)
+    print(json.dumps(summary, indent=2, default=str))
+
+
 def cmd_eval(a) -> None:
     from tfface.eval.evaluate import evaluate_feature_files
 
@@ -162,6 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs", type=int, help="override train.epochs")
     s.add_argument("--profile-batch", type=int, help="write a profiler trace of this batch to TensorBoard")
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("train-ddl", help="fine-tune a recognizer with the distribution distillation loss (DDL)")
+    s.add_argument("recipe", help="a DDL recipe YAML, e.g. recipes/ddl_resolution.yaml")
+    s.add_argument("--out", help="output folder (default: the recipe's output_dir)")
+    s.set_defaults(func=cmd_train_ddl)
 
     s = sub.add_parser("eval", help="verification and identification from feature files")
     s.add_argument("--probe", required=True, help="features .npz of the labelled test set")
