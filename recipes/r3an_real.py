@@ -40,12 +40,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from tfface.bench.machine import machine_info
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -286,7 +287,7 @@ def main(argv=None) -> int:
         "embedding": {f"{name}_{key}": int(fn(d["detected"]).sum())
                       for name, d in (("orl", orl_set), ("cufs", cufs_set)) if d is not None
                       for key, fn in (("detected_faces", np.asarray), ("whole_image_boxes", np.logical_not))},
-        "machine": machine(),
+        "machine": machine_info(),
         "reference": reference,
         "runs": runs,
         "summary": summary,
@@ -341,25 +342,6 @@ def markdown_table(reference: dict, summary: dict, with_distractors: bool) -> st
     lines.append(f"\nOwn rank-1 on the same split: dlib {reference['old_own_rank1']:.3f}, "
                  f"MobileFaceNet {reference['new_own_rank1']:.3f}.")
     return "\n".join(lines)
-
-
-def machine() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count()
-    import tensorflow as tf
-
-    return {"cpu": cpu, "cores_available": cores, "python": platform.python_version(), "tensorflow": tf.__version__,
-            "gpus": len(tf.config.list_physical_devices("GPU"))}
 
 
 if __name__ == "__main__":

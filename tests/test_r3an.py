@@ -9,7 +9,7 @@ from tfface.data.paired import PairedFeatures, build_pairs, load_pairs
 from tfface.embed import Embedder
 from tfface.errors import ConfigError, DataError
 from tfface.eval.translation import compatibility_matrix, cross_top1, error_reduction, evaluate_translator
-from tfface.methods.r3an import VARIANTS, R3AN, R3ANConfig, fit_linear_translator
+from tfface.methods.r3an import R3AN, VARIANTS, R3ANConfig, fit_linear_translator
 from tfface.training.translator import reconstruction_grid, train_translator
 
 D = 16

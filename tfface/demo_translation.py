@@ -45,8 +45,13 @@ def save_reconstruction_grid(grid: np.ndarray, path: Path, pairs_per_row: int = 
 def run_translation(train, test, distract, old, new, out: Path, quick: bool = False) -> dict:
     """``old``/``new``: :class:`tfface.embed.Embedder`; returns the report section (JSON-able)."""
     from tfface.data.paired import build_pairs
-    from tfface.eval.translation import (compatibility_matrix, cross_top1, error_reduction, evaluate_translator,
-                                         plot_projection)
+    from tfface.eval.translation import (
+        compatibility_matrix,
+        cross_top1,
+        error_reduction,
+        evaluate_translator,
+        plot_projection,
+    )
     from tfface.export import check_saved_model, export_saved_model
     from tfface.export.onnx import export_onnx, onnx_parity
     from tfface.methods.r3an import R3ANConfig

@@ -55,7 +55,14 @@ import numpy as np
 import tensorflow as tf
 
 from tfface.errors import ConfigError, DataError
-from tfface.nets.r3an import discriminator, extractor, fc_translator, generator, matched_hidden, trainable_parameters
+from tfface.nets.r3an import (
+    discriminator,
+    extractor,
+    fc_translator,
+    generator,
+    matched_hidden,
+    trainable_parameters,
+)
 
 #: Table 3: (use_adv, use_rec, use_rep, use_reg) per architecture.
 VARIANTS: dict[str, tuple[bool, bool, bool, bool]] = {
