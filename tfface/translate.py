@@ -39,6 +39,7 @@ import numpy as np
 from numpy.lib import format as npformat
 
 from tfface.atomic import atomic_path
+from tfface.data.features import feature_file_shape, member_header
 from tfface.errors import ConfigError, DataError
 
 __all__ = ["TranslateReport", "Translator", "feature_file_shape", "load_translator", "translate_features"]
@@ -195,40 +196,6 @@ def load_translator(translator: Any, input_name: str = INPUT_NAME, output_name: 
     raise ConfigError(f"translator: expected a path, a Keras model or a callable, got {type(translator).__name__}")
 
 
-def _member_header(z: zipfile.ZipFile, name: str, where: str) -> tuple[tuple[int, ...], bool, np.dtype]:
-    try:
-        with z.open(name) as f:
-            version = npformat.read_magic(f)
-            if version == (1, 0):
-                return npformat.read_array_header_1_0(f)
-            if version == (2, 0):
-                return npformat.read_array_header_2_0(f)
-            raise ValueError(f"unsupported .npy format version {version}")
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise DataError(f"{where}: field '{name[:-4]}' has no valid .npy header ({e})") from e
-
-
-def feature_file_shape(path: str | os.PathLike) -> tuple[int, int]:
-    """``(N, D)`` of a feature file's ``features``, from its ``.npy`` header only (nothing is loaded)."""
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"feature file not found: {p}")
-    try:
-        z = zipfile.ZipFile(p)
-    except (OSError, zipfile.BadZipFile) as e:
-        raise DataError(f"{p}: not a readable feature file ({e})") from e
-    with z:
-        names = z.namelist()
-        if "features.npy" not in names:
-            raise DataError(f"{p}: missing field 'features' (the file has {sorted(n[:-4] for n in names)})")
-        shape, _, dtype = _member_header(z, "features.npy", str(p))
-    if len(shape) != 2:
-        raise DataError(f"{p}: field 'features' must be 2-D (N, D), got shape {shape}")
-    if not np.issubdtype(dtype, np.floating):
-        raise DataError(f"{p}: field 'features' must be floating point, got {dtype}")
-    return int(shape[0]), int(shape[1])
-
-
 def _row_members(z: zipfile.ZipFile, n: int, where: str) -> list[str]:
     names = z.namelist()
     if "labels.npy" not in names:
@@ -238,7 +205,7 @@ def _row_members(z: zipfile.ZipFile, n: int, where: str) -> list[str]:
         name = f"{field}.npy"
         if name not in names:
             continue
-        shape, _, dtype = _member_header(z, name, where)
+        shape, _, dtype = member_header(z, name, where)
         if shape != (n,):
             raise DataError(f"{where}: field '{field}' has shape {shape}, expected ({n},) like 'features'")
         if dtype.hasobject:

@@ -182,6 +182,36 @@ def _read_npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
     raise ValueError(f"unsupported .npy format version {version}")
 
 
+def member_header(z: zipfile.ZipFile, name: str, where: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """``(shape, fortran_order, dtype)`` of the ``.npy`` member ``name`` of an open npz, header only."""
+    try:
+        with z.open(name) as f:
+            return _read_npy_header(f)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise DataError(f"{where}: field '{name[:-4]}' has no valid .npy header ({e})") from e
+
+
+def feature_file_shape(path: str | os.PathLike) -> tuple[int, int]:
+    """``(N, D)`` of a feature file's ``features``, from its ``.npy`` header only (nothing is loaded)."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"feature file not found: {p}")
+    try:
+        z = zipfile.ZipFile(p)
+    except (OSError, zipfile.BadZipFile) as e:
+        raise DataError(f"{p}: not a readable feature file ({e})") from e
+    with z:
+        names = z.namelist()
+        if "features.npy" not in names:
+            raise DataError(f"{p}: missing field 'features' (the file has {sorted(n[:-4] for n in names)})")
+        shape, _, dtype = member_header(z, "features.npy", str(p))
+    if len(shape) != 2:
+        raise DataError(f"{p}: field 'features' must be 2-D (N, D), got shape {shape}")
+    if not np.issubdtype(dtype, np.floating):
+        raise DataError(f"{p}: field 'features' must be floating point, got {dtype}")
+    return int(shape[0]), int(shape[1])
+
+
 def iter_feature_batches(path: str | os.PathLike, batch_size: int = 65536, expected_dim: int | None = None,
                          allow_nonfinite: bool = False) -> Iterator[np.ndarray]:
     """Yield ``features`` as float32 row blocks of at most ``batch_size`` rows, without loading it whole.
