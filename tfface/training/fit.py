@@ -122,7 +122,7 @@ def train_recognizer(
             image_sample=images[: min(16, len(images))],
         )
     t0 = time.perf_counter()
-    hist = model.fit(ds, epochs=epochs, callbacks=cbs, verbose=verbose)
+    hist = model.fit(ds, epochs=epochs, callbacks=cbs, verbose=verbose, shuffle=False)  # shuffled in tf.data
     seconds = time.perf_counter() - t0
     embedder = model.embedding_model()
     with atomic_path(out / "embedder.keras", suffix=".keras") as tmp:

@@ -96,7 +96,7 @@ def train_translator(config, pairs: PairedFeatures, epochs: int, batch_size: int
             callbacks.append(ImageGridCallback(lambda m: reconstruction_grid(m, pairs), str(out / "tensorboard"),
                                                every_n_epochs=1, max_images=16, name="reconstruction"))
     ds = pairs.dataset(batch_size, shuffle=True, seed=config.seed)
-    hist = model.fit(ds, epochs=epochs, verbose=verbose, callbacks=callbacks)
+    hist = model.fit(ds, epochs=epochs, verbose=verbose, callbacks=callbacks, shuffle=False)  # shuffled in tf.data
     history = {k: [float(x) for x in v] for k, v in hist.history.items()}
     if any(not np.isfinite(v[-1]) for v in history.values()):
         raise DataError(f"R3AN {config.variant}: training diverged (NaN/Inf loss: "
