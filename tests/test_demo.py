@@ -27,6 +27,15 @@ def test_quick_demo_writes_report(tmp_path, monkeypatch):
         ix = data["retrieval_index"][role]
         assert ix["database_size"] == 10 + 20 and 0.0 <= ix["rank_agreement"] <= 1.0
     assert "tfface.retrieval.Index" in text
+    # the R3AN section: three translators evaluated, the translator exported and checked
+    tr = data["translation"]
+    assert set(tr["methods"]) == {"linear", "fc", "r3an"}
+    assert all(0.0 <= m["probe_transform_top1"] <= 1.0 for m in tr["methods"].values())
+    assert tr["export"]["check_ok"] and tr["export"]["onnx_max_abs_diff"] < 1e-4
+    assert (tmp_path / "demo" / "export" / "translator" / "1" / "saved_model.pb").is_file()
+    for png in ("reconstruction.png", "translation_projection.png"):
+        assert (tmp_path / "demo" / png).stat().st_size > 1000
+    assert "Feature translation old -> new (R3AN)" in text
 
 
 def test_demo_recipe_missing(tmp_path):
