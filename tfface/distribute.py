@@ -26,6 +26,17 @@ log = logging.getLogger(__name__)
 _CACHE: dict[tuple, tf.distribute.Strategy] = {}
 
 
+def global_batch_size(local_batch: tf.Tensor) -> tf.Tensor:
+    """Sum of the replicas' local batch sizes (int32), exact also for an uneven last batch; the local
+    size itself outside a strategy or with one replica. For ``tf.nn.compute_average_loss``."""
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return tf.cast(local_batch, tf.int32)
+    # float32 for the collective (int32 tensors live in host memory on GPUs); batch sizes are exact in it
+    total = ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.cast(local_batch, tf.float32))
+    return tf.cast(tf.round(total), tf.int32)
+
+
 def get_strategy() -> tf.distribute.Strategy:
     """The strategy to train under.
 

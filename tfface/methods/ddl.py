@@ -37,6 +37,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfface.distribute import global_batch_size
 from tfface.errors import ConfigError
 from tfface.losses.ddl import DDLBranch, DDLLossConfig, DistributionDistillationLoss
 from tfface.nets import get_margin_head
@@ -194,11 +195,7 @@ class DDL(keras.Model):
         labels = tf.cast(labels, tf.int32)
         logits = self.margin(feats, labels)
         per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-        n = tf.cast(tf.shape(labels)[0], tf.float32)
-        ctx = tf.distribute.get_replica_context()
-        if ctx is not None and ctx.num_replicas_in_sync > 1:
-            n = ctx.all_reduce(tf.distribute.ReduceOp.SUM, n)
-        cls = tf.nn.compute_average_loss(per_example, global_batch_size=tf.cast(tf.round(n), tf.int32))
+        cls = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size(tf.shape(labels)[0]))
         total = cls
         ddl, parts = None, {}
         if self.ddl_loss is not None:

@@ -54,6 +54,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfface.distribute import global_batch_size
 from tfface.errors import ConfigError, DataError
 from tfface.nets.r3an import (
     discriminator,
@@ -136,13 +137,6 @@ def _optimizer(kind: str, schedule, momentum: float, name: str) -> keras.optimiz
     if kind == "adam":
         return keras.optimizers.Adam(schedule, beta_1=0.5, name=name)
     return keras.optimizers.SGD(schedule, momentum=momentum, name=name)
-
-
-def _global_batch(local: tf.Tensor) -> tf.Tensor:
-    ctx = tf.distribute.get_replica_context()
-    if ctx is None or ctx.num_replicas_in_sync == 1:
-        return local
-    return tf.cast(tf.round(ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.cast(local, tf.float32))), tf.int32)
 
 
 @keras.saving.register_keras_serializable(package="tfface")
@@ -336,7 +330,7 @@ class R3AN(keras.Model):
         return self._log(logs)
 
     def _avg(self, per_example):
-        return tf.nn.compute_average_loss(per_example, global_batch_size=_global_batch(tf.shape(per_example)[0]))
+        return tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size(tf.shape(per_example)[0]))
 
     def fc_step(self, x, y) -> dict:
         """The FC baseline: one step on L_Reg (Eq. 9) through the MLP."""

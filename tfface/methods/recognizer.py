@@ -12,19 +12,9 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
-from tfface.distribute import resolve_sync_batchnorm
+from tfface.distribute import global_batch_size, resolve_sync_batchnorm
 from tfface.errors import ConfigError
 from tfface.nets import EmbeddingHead, build_backbone, get_margin_head
-
-
-def _global_batch_size(local_batch: tf.Tensor) -> tf.Tensor:
-    """Sum of the replicas' local batch sizes (exact also for an uneven last batch)."""
-    ctx = tf.distribute.get_replica_context()
-    if ctx is None or ctx.num_replicas_in_sync == 1:
-        return local_batch
-    # float32 for the collective (int32 tensors live in host memory on GPUs); batch sizes are exact in it
-    total = ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.cast(local_batch, tf.float32))
-    return tf.cast(tf.round(total), tf.int32)
 
 
 @keras.saving.register_keras_serializable(package="tfface")
@@ -150,7 +140,7 @@ class Recognizer(keras.Model):
         per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
         if sample_weight is not None:
             per_example = per_example * tf.cast(tf.reshape(sample_weight, [-1]), per_example.dtype)
-        loss = tf.nn.compute_average_loss(per_example, global_batch_size=_global_batch_size(tf.shape(labels)[0]))
+        loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size(tf.shape(labels)[0]))
         if self.losses:
             loss += tf.nn.scale_regularization_loss(tf.add_n([tf.cast(v, tf.float32) for v in self.losses]))
         return loss, logits
