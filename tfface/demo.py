@@ -29,7 +29,7 @@ def _say(msg: str) -> None:
     print(f"[demo] {msg}", flush=True)
 
 
-def _quick(r: RecognizerRecipe) -> RecognizerRecipe:
+def quick_recipe(r: RecognizerRecipe) -> RecognizerRecipe:
     """A tiny variant for smoke tests: few identities, one epoch."""
     data = dataclasses.replace(r.data, builtin=r.data.builtin.replace(num_identities=12, images_per_identity=4))
     train = dataclasses.replace(r.train, epochs=1, batch_size=16, warmup_epochs=0.0)
@@ -44,6 +44,18 @@ def load_demo_recipes(small: str | Path | None, large: str | Path | None) -> lis
         if not p.is_file():
             raise ConfigError(f"demo recipe not found: {p} (run from the repository, or pass --small/--large)")
     return [load_recipe(p) for p in paths]
+
+
+def render_demo_sets(recipe: RecognizerRecipe, workers: int | None = None):
+    """The demo's three built-in sets (cached): training identities, held-out test identities and
+    one-image distractor identities, all from ``recipe.data.builtin`` and ``recipe.eval``."""
+    cfg, ev = recipe.data.builtin, recipe.eval
+    train = render_dataset(cfg, workers=workers)
+    test = render_dataset(cfg.replace(num_identities=ev.identities, images_per_identity=ev.images_per_identity,
+                                      identity_offset=ev.identity_offset), workers=workers)
+    distract = render_dataset(cfg.replace(num_identities=ev.distractors, images_per_identity=1,
+                                          identity_offset=ev.distractor_offset), workers=workers)
+    return train, test, distract
 
 
 def run_demo(out: str | Path = "runs/demo", quick: bool = False, workers: int | None = None,
@@ -61,7 +73,7 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, workers: int | 
     out.mkdir(parents=True, exist_ok=True)
     recipes = load_demo_recipes(small_recipe, large_recipe)
     if quick:
-        recipes = [_quick(r) for r in recipes]
+        recipes = [quick_recipe(r) for r in recipes]
     if recipes[0].data.builtin != recipes[1].data.builtin or recipes[0].eval != recipes[1].eval:
         raise ConfigError("the demo's two recipes must share data.builtin and eval, so both models see the same faces")
     timings: dict[str, float] = {}
@@ -72,11 +84,7 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, workers: int | 
     ev = recipes[0].eval
     _say(f"1/5 rendering {cfg.num_identities} training identities x {cfg.images_per_identity} images, "
          f"{ev.identities} test identities and {ev.distractors} distractors at {cfg.image_size}px")
-    train = render_dataset(cfg, workers=workers)
-    test = render_dataset(cfg.replace(num_identities=ev.identities, images_per_identity=ev.images_per_identity,
-                                      identity_offset=ev.identity_offset), workers=workers)
-    distract = render_dataset(cfg.replace(num_identities=ev.distractors, images_per_identity=1,
-                                          identity_offset=ev.distractor_offset), workers=workers)
+    train, test, distract = render_demo_sets(recipes[0], workers)
     save_grid(train, out / "faces.jpg", rows=6, cols=8)
     timings["render"] = time.perf_counter() - t
 

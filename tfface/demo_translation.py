@@ -49,7 +49,7 @@ def run_translation(train, test, distract, old, new, out: Path, quick: bool = Fa
         compatibility_matrix,
         cross_top1,
         error_reduction,
-        evaluate_translator,
+        evaluate_translated,
         plot_projection,
     )
     from tfface.export import check_saved_model, export_saved_model
@@ -64,7 +64,7 @@ def run_translation(train, test, distract, old, new, out: Path, quick: bool = Fa
     feats = {"old": old.embed(test.images), "new": new.embed(test.images)}
     dfeats = {"old": old.embed(distract.images), "new": new.embed(distract.images)}
     lab = test.labels
-    results, translators, seconds = {}, {}, {}
+    results, translators, seconds, translated = {}, {}, {}, {}
     for method in ("linear", "fc", "r3an"):
         if method == "linear":
             cfg = "linear"
@@ -79,14 +79,13 @@ def run_translation(train, test, distract, old, new, out: Path, quick: bool = Fa
                                out_dir=out / f"translator_{method}" if method == "r3an" else None)
         translators[method] = res
         seconds[method] = res.seconds
-        results[method] = evaluate_translator(lambda x, tr=res.translator: tr.predict(x, batch_size=1024, verbose=0),
-                                              feats["old"], feats["new"], lab, dfeats["old"], dfeats["new"])
+        translated[method] = [res.translator.predict(x, batch_size=1024, verbose=0) for x in (feats["old"],
+                                                                                              dfeats["old"])]
+        results[method] = evaluate_translated(*translated[method], feats["new"], lab, dfeats["new"])
     r3an = translators["r3an"]
     tr = r3an.translator
-    translated = tr.predict(feats["old"], batch_size=1024, verbose=0)
-    spaces = {"old": feats["old"], "R3AN(old)": translated, "new": feats["new"]}
-    dspaces = {"old": dfeats["old"], "R3AN(old)": tr.predict(dfeats["old"], batch_size=1024, verbose=0),
-               "new": dfeats["new"]}
+    spaces = {"old": feats["old"], "R3AN(old)": translated["r3an"][0], "new": feats["new"]}
+    dspaces = {"old": dfeats["old"], "R3AN(old)": translated["r3an"][1], "new": dfeats["new"]}
     compat = compatibility_matrix(spaces, dspaces, lab)
     save_reconstruction_grid(reconstruction_grid(r3an.model, pairs, n=8), out / "reconstruction.png")
     plot_projection(spaces, lab, out / "translation_projection.png",

@@ -55,22 +55,16 @@ def prior_models(out: Path, small: bool, workers: int | None = None):
 
     Returns ``(train, test, distractors, {"source": Embedder, "target": Embedder}, info)``.
     """
-    from tfface.data.builtin import render_dataset
-    from tfface.demo import _quick, load_demo_recipes
+    from tfface.demo import load_demo_recipes, quick_recipe, render_demo_sets
     from tfface.embed import Embedder
     from tfface.training.fit import train_recognizer
 
     recipes = load_demo_recipes(None, None)
     if small:
-        recipes = [_quick(r) for r in recipes]
-    cfg, ev = recipes[0].data.builtin, recipes[0].eval
-    train = render_dataset(cfg, workers=workers)
-    test = render_dataset(cfg.replace(num_identities=ev.identities, images_per_identity=ev.images_per_identity,
-                                      identity_offset=ev.identity_offset), workers=workers)
-    distract = render_dataset(cfg.replace(num_identities=ev.distractors, images_per_identity=1,
-                                          identity_offset=ev.distractor_offset), workers=workers)
+        recipes = [quick_recipe(r) for r in recipes]
+    train, test, distract = render_demo_sets(recipes[0], workers)
     embedders, info = {}, {}
-    prep = f"tfface{cfg.image_size}"
+    prep = f"tfface{recipes[0].data.builtin.image_size}"
     for role, r in zip(("source", "target"), recipes, strict=True):
         path = out / r.name / "embedder.keras"
         if not path.is_file():

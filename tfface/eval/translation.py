@@ -76,8 +76,16 @@ def evaluate_translator(translate: Callable[[np.ndarray], np.ndarray], source: n
                         labels: np.ndarray, source_distractors: np.ndarray,
                         target_distractors: np.ndarray) -> dict:
     """Probe and gallery transformation top-1, the mean cosine of translated vs true target features."""
-    t = l2_normalize(np.asarray(translate(source), np.float32), "translated")
-    td = l2_normalize(np.asarray(translate(source_distractors), np.float32), "translated distractors")
+    return evaluate_translated(np.asarray(translate(source), np.float32),
+                               np.asarray(translate(source_distractors), np.float32),
+                               target, labels, target_distractors)
+
+
+def evaluate_translated(translated: np.ndarray, translated_distractors: np.ndarray, target: np.ndarray,
+                        labels: np.ndarray, target_distractors: np.ndarray) -> dict:
+    """:func:`evaluate_translator` on features already translated (the test set and the distractors)."""
+    t = l2_normalize(check_features(translated, "translated"), "translated")
+    td = l2_normalize(check_features(translated_distractors, "translated distractors"), "translated distractors")
     y = l2_normalize(check_features(target, "target"), "target")
     return {
         "probe_transform_top1": cross_top1(t, y, labels, target_distractors),
