@@ -194,22 +194,32 @@ def member_header(z: zipfile.ZipFile, name: str, where: str) -> tuple[tuple[int,
 def feature_file_shape(path: str | os.PathLike) -> tuple[int, int]:
     """``(N, D)`` of a feature file's ``features``, from its ``.npy`` header only (nothing is loaded)."""
     p = Path(path)
+    with _open_feature_zip(p) as z:
+        shape, _, dtype = member_header(z, "features.npy", str(p))
+    _check_feature_header(p, shape, False, dtype)
+    return int(shape[0]), int(shape[1])
+
+
+def _open_feature_zip(p: Path) -> zipfile.ZipFile:
+    """The feature file as an open zip that has a ``features`` member; clear errors otherwise."""
     if not p.is_file():
         raise DataError(f"feature file not found: {p}")
     try:
         z = zipfile.ZipFile(p)
     except (OSError, zipfile.BadZipFile) as e:
         raise DataError(f"{p}: not a readable feature file ({e})") from e
-    with z:
-        names = z.namelist()
-        if "features.npy" not in names:
-            raise DataError(f"{p}: missing field 'features' (the file has {sorted(n[:-4] for n in names)})")
-        shape, _, dtype = member_header(z, "features.npy", str(p))
+    if "features.npy" not in z.namelist():
+        z.close()
+        raise DataError(f"{p}: missing field 'features' (the file has {sorted(n[:-4] for n in z.namelist())})")
+    return z
+
+
+def _check_feature_header(p: Path, shape: tuple, fortran: bool, dtype: np.dtype) -> None:
     if len(shape) != 2:
         raise DataError(f"{p}: field 'features' must be 2-D (N, D), got shape {shape}")
-    if not np.issubdtype(dtype, np.floating):
-        raise DataError(f"{p}: field 'features' must be floating point, got {dtype}")
-    return int(shape[0]), int(shape[1])
+    if fortran or not np.issubdtype(dtype, np.floating):
+        raise DataError(f"{p}: field 'features' must be a C-ordered floating array, got "
+                        f"{dtype}{' (Fortran order)' if fortran else ''}")
 
 
 def iter_feature_batches(path: str | os.PathLike, batch_size: int = 65536, expected_dim: int | None = None,
@@ -225,15 +235,7 @@ def iter_feature_batches(path: str | os.PathLike, batch_size: int = 65536, expec
     p = Path(path)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise DataError(f"{p}: batch_size must be a positive integer, got {batch_size!r}")
-    if not p.is_file():
-        raise DataError(f"feature file not found: {p}")
-    try:
-        z = zipfile.ZipFile(p)
-    except (OSError, zipfile.BadZipFile) as e:
-        raise DataError(f"{p}: not a readable feature file ({e})") from e
-    with z:
-        if "features.npy" not in z.namelist():
-            raise DataError(f"{p}: missing field 'features' (the file has {sorted(n[:-4] for n in z.namelist())})")
+    with _open_feature_zip(p) as z:
         info = z.getinfo("features.npy")
         try:
             with z.open(info) as member:
@@ -241,11 +243,7 @@ def iter_feature_batches(path: str | os.PathLike, batch_size: int = 65536, expec
                 header_len = member.tell()
         except (OSError, ValueError, zipfile.BadZipFile) as e:
             raise DataError(f"{p}: field 'features' has no valid .npy header ({e})") from e
-        if len(shape) != 2:
-            raise DataError(f"{p}: field 'features' must be 2-D (N, D), got shape {shape}")
-        if fortran or not np.issubdtype(dtype, np.floating):
-            raise DataError(f"{p}: field 'features' must be a C-ordered floating array, got "
-                            f"{dtype}{' (Fortran order)' if fortran else ''}")
+        _check_feature_header(p, shape, fortran, dtype)
         if expected_dim is not None and shape[1] != expected_dim:
             raise DataError(f"{p}: field 'features' has dimension {shape[1]}, expected {expected_dim}")
         n, d = shape
