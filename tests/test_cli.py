@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from tfface.bench.data import bench_data
 from tfface.cli import main
+from tfface.experiments.bench_data import bench_data
 
 
 def test_help_and_version(capsys):

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from tfface.demo import run_demo
 from tfface.errors import ConfigError
+from tfface.experiments.demo import run_demo
 
 
 @pytest.mark.slow

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfface.data.hard_samples import (
+from tfface.errors import ConfigError, DataError
+from tfface.methods.ddl import DDLHistogramCallback, build_ddl
+from tfface.methods.ddl.data import (
     DDLBatchBuilder,
     SampleSet,
     check_ddl_batch,
@@ -14,8 +16,6 @@ from tfface.data.hard_samples import (
     pose_split,
     resolution_split,
 )
-from tfface.errors import ConfigError, DataError
-from tfface.methods.ddl import DDLHistogramCallback, build_ddl
 from tfface.methods.recognizer import build_recognizer
 
 SIZE = 32

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from tfface.nets.r3an import discriminator, extractor, fc_translator, generator
+from tfface.methods.r3an.nets import discriminator, extractor, fc_translator, generator
 
 
 def _sizes(model, names):

@@ -5,12 +5,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfface.data.paired import PairedFeatures, build_pairs, load_pairs
 from tfface.embed import Embedder
 from tfface.errors import ConfigError, DataError
-from tfface.eval.translation import compatibility_matrix, cross_top1, error_reduction, evaluate_translator
+from tfface.methods.adversarial import discriminator_loss
 from tfface.methods.r3an import R3AN, VARIANTS, R3ANConfig, fit_linear_translator
-from tfface.training.translator import reconstruction_grid, train_translator
+from tfface.methods.r3an.data import PairedFeatures, build_pairs, load_pairs
+from tfface.methods.r3an.evaluation import (
+    compatibility_matrix,
+    cross_top1,
+    error_reduction,
+    evaluate_translator,
+)
+from tfface.training.r3an import r3an_optimizers, reconstruction_grid, train_translator
 
 D = 16
 
@@ -41,7 +47,7 @@ def _changed(before, model):
 @pytest.mark.parametrize("variant", ["arch1", "arch3", "arch6", "r3an"])
 def test_variant_switches_select_the_updated_networks(variant, rng):
     model = R3AN(_cfg(variant=variant, learning_rate=0.01))
-    model.compile(total_steps=10)
+    model.compile(**r3an_optimizers(model, total_steps=10))
     x, img, y = _batch(rng)
     g, e, d = _weights(model.G), _weights(model.E), _weights(model.D)
     logs = model.train_on_batch((x, img), y, return_dict=True)
@@ -58,14 +64,13 @@ def test_d_step_lowers_d_loss_and_g_step_raises_d_of_fake(rng):
     """Guards the sign slips of Eqs. 5/6 (spec A8): D descends on BCE(real->1, fake->0); G's adversarial
     step (non-saturating) makes D(G(X)) larger while D is held fixed."""
     model = R3AN(_cfg(variant="arch2", learning_rate=0.002, lambda_adv=1.0, weight_decay=0.0))
-    model.compile(total_steps=10)
+    model.compile(**r3an_optimizers(model, total_steps=10))
     x, img, _ = _batch(rng, 16)
     xn = tf.math.l2_normalize(x, -1)
 
     def d_loss():
         fake = model.G(xn, training=True)  # batch statistics, as in the step
-        return float(tf.reduce_mean(model._bce(1.0, model.D(img, training=True))
-                                    + model._bce(0.0, model.D(fake, training=True))))
+        return float(tf.reduce_mean(discriminator_loss(model.D(img, training=True), model.D(fake, training=True))))
 
     before = d_loss()
     for _ in range(5):
@@ -82,7 +87,7 @@ def test_d_step_lowers_d_loss_and_g_step_raises_d_of_fake(rng):
 def test_learning_rate_follows_batches_not_applications(rng):
     """G's and E's optimizers apply twice per batch in the full R3AN; the schedule still counts batches."""
     model = R3AN(_cfg(variant="r3an", learning_rate=0.08))
-    model.compile(total_steps=10)  # boundaries 3, 5, 7 batches
+    model.compile(**r3an_optimizers(model, total_steps=10))  # boundaries 3, 5, 7 batches
     x, img, y = _batch(rng, 8)
     assert model.learning_rates() == pytest.approx({k: 0.08 for k in ("g_optimizer", "e_optimizer", "d_optimizer")})
     for _ in range(4):
@@ -121,10 +126,10 @@ def test_mirrored_strategy_trains_and_logs_global_losses(two_cpu_strategy, rng):
         return tf.data.Dataset.from_tensor_slices(((x, img), y)).batch(16)
 
     one = R3AN(_cfg(variant="r3an", learning_rate=0.01))
-    one.compile(total_steps=4)
+    one.compile(**r3an_optimizers(one, total_steps=4))
     with two_cpu_strategy.scope():
         two = R3AN(_cfg(variant="r3an", learning_rate=0.01))
-        two.compile(total_steps=4)
+        two.compile(**r3an_optimizers(two, total_steps=4))
     two.set_weights(one.get_weights())
     # inference-mode loss (no per-replica batch statistics): 2 replicas log what 1 device computes
     e1 = one.evaluate(dataset(), verbose=0, return_dict=True)["loss_reg"]
@@ -215,7 +220,7 @@ def test_batch_norm_recalibration_matches_generated_face_statistics(rng):
                            rng.normal(size=(n, D)).astype("float32"), rng.normal(size=(n, D)).astype("float32"),
                            np.arange(n) // 2)
     model = R3AN(_cfg(variant="arch1"))
-    model.compile(total_steps=2)
+    model.compile(**r3an_optimizers(model, total_steps=2))
     bn = model.E.get_layer("conv1_dw_bn")
     momentum = bn.momentum
     assert model.recalibrate_batch_norm(pairs.dataset(16, shuffle=False), batches=2) == 2

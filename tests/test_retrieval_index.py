@@ -8,9 +8,9 @@ import os
 import numpy as np
 import pytest
 
-from tfface.bench.retrieval import clustered_gallery, clustered_queries, recall_at_k
 from tfface.errors import ConfigError, DataError
 from tfface.eval.identification import identify
+from tfface.experiments.bench_retrieval import clustered_gallery, clustered_queries, recall_at_k
 from tfface.retrieval import (
     IncompatibleIndexError,
     Index,

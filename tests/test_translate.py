@@ -1,4 +1,4 @@
-"""tfface.translate: streamed feature-file translation through a SavedModel, a .keras file or a model."""
+"""tfface.translation.translate: streamed feature-file translation through a SavedModel, a .keras file or a model."""
 
 import zipfile
 from pathlib import Path
@@ -11,7 +11,7 @@ from tfface.cli import main
 from tfface.data.features import load_features, save_features
 from tfface.errors import ConfigError, DataError
 from tfface.export import export_saved_model
-from tfface.translate import load_translator, translate_features
+from tfface.translation.translate import load_translator, translate_features
 
 DS, DT, N = 16, 24, 1000
 

@@ -1,4 +1,4 @@
-"""tfface.retrieval.upgrade / ``tfface upgrade-gallery``: a new index from an old one's stored vectors."""
+"""tfface.translation.upgrade / ``tfface upgrade-gallery``: a new index from an old one's stored vectors."""
 
 import json
 
@@ -11,7 +11,7 @@ from tfface.errors import ConfigError, DataError
 from tfface.export import export_saved_model
 from tfface.retrieval import Index
 from tfface.retrieval.exact import exact_top_k
-from tfface.retrieval.upgrade import upgrade_gallery
+from tfface.translation.upgrade import upgrade_gallery
 
 DS, DT, N = 16, 24, 2500
 

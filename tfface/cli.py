@@ -22,7 +22,7 @@ def _quiet_tf() -> None:
 
 
 def cmd_demo(a) -> None:
-    from tfface.demo import run_demo
+    from tfface.experiments.demo import run_demo
 
     report = run_demo(a.out, quick=a.quick, workers=a.workers, small_recipe=a.small, large_recipe=a.large)
     print(f"report: {report}")
@@ -48,7 +48,7 @@ def cmd_render(a) -> None:
 
 
 def cmd_train(a) -> None:
-    from tfface.recipes import load_recipe
+    from tfface.methods.recognizer.config import load_recipe
     from tfface.training.fit import train_recipe
 
     recipe = load_recipe(a.recipe)
@@ -92,7 +92,7 @@ def cmd_export(a) -> None:
 
 
 def cmd_translate(a) -> None:
-    from tfface.translate import translate_features
+    from tfface.translation.translate import translate_features
 
     r = translate_features(a.translator, a.input, a.out, batch_size=a.batch_size, progress=not a.no_progress,
                            normalize=not a.no_normalize)
@@ -102,7 +102,7 @@ def cmd_translate(a) -> None:
 
 def cmd_upgrade_gallery(a) -> None:
     from tfface.retrieval.commands import parse_overrides
-    from tfface.retrieval.upgrade import upgrade_gallery
+    from tfface.translation.upgrade import upgrade_gallery
 
     info = upgrade_gallery(a.translator, a.index, a.out, backend=a.backend, config=parse_overrides(a.set),
                            batch_size=a.batch_size, overwrite=a.overwrite, progress=not a.no_progress)
@@ -111,22 +111,22 @@ def cmd_upgrade_gallery(a) -> None:
 
 def cmd_bench(a) -> None:
     from tfface.atomic import atomic_path
-    from tfface.bench.machine import machine_info
+    from tfface.experiments.machine import machine_info
 
     if a.what == "data":
-        from tfface.bench.data import bench_data
+        from tfface.experiments.bench_data import bench_data
 
         result = bench_data(workers=a.workers)
     elif a.what == "retrieval":
-        from tfface.bench.retrieval import bench_retrieval
+        from tfface.experiments.bench_retrieval import bench_retrieval
 
         result = bench_retrieval(small=a.small)
     elif a.what == "r3an":
-        from tfface.bench.r3an import bench_r3an
+        from tfface.experiments.r3an import bench_r3an
 
         result = bench_r3an(small=a.small, seeds=a.seeds, parts=a.parts)
     elif a.what == "ddl":
-        from tfface.bench.ddl import bench_ddl
+        from tfface.experiments.ddl import bench_ddl
 
         result = bench_ddl(small=a.small, seeds=a.seeds, data_dir=a.data)
     else:

@@ -11,7 +11,7 @@ A recipe (``recipes/ddl_resolution.yaml``, ``recipes/ddl_pose.yaml``) is read st
 3. :class:`tfface.methods.ddl.DDL` built inside the strategy scope (:func:`tfface.distribute.get_strategy`),
    head centres from class-mean embeddings, SGD with the paper's schedule (lr / 10 at half the
    steps), ``model.fit`` over ``train.steps`` batches from
-   :class:`tfface.data.hard_samples.DDLBatchBuilder`, TensorBoard scalars and the pair-similarity
+   :class:`tfface.methods.ddl.data.DDLBatchBuilder`, TensorBoard scalars and the pair-similarity
    histograms (:class:`tfface.methods.ddl.DDLHistogramCallback`) under ``<out>/tensorboard``;
 4. ``<out>/embedder.keras``, ``<out>/history.json`` and, with ``eval.enabled``, the per-subset
    evaluation before and after fine-tuning (``<out>/report.json``, ``<out>/histograms.png``).
@@ -36,10 +36,10 @@ import numpy as np
 
 from tfface.atomic import atomic_path
 from tfface.config import load_config, to_dict
-from tfface.data.hard_samples import STUDENT_PAIRS, SampleSet, downsample, pose_split, resolution_split
 from tfface.data.synthetic import FaceDataConfig
 from tfface.errors import ConfigError, DataError
 from tfface.losses.ddl import DDLLossConfig
+from tfface.methods.ddl.data import STUDENT_PAIRS, SampleSet, downsample, pose_split, resolution_split
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ __all__ = [
 # ------------------------------------------------------------------------------------- recipe
 @dataclass(frozen=True)
 class SplitSpec:
-    """How easy and hard subsets are defined (see :mod:`tfface.data.hard_samples`)."""
+    """How easy and hard subsets are defined (see :mod:`tfface.methods.ddl.data`)."""
 
     kind: Literal["resolution", "pose"] = "resolution"
     factors: tuple[int, ...] = (8, 4)  # resolution: one student per factor, hardest first
@@ -287,8 +287,8 @@ def embed_images(model, images: np.ndarray, batch_size: int = 256, preprocessing
 
 
 def evaluate_embedder(model, test: TestSets, far_targets=(1e-2, 1e-3)):
-    """Per-subset metrics and distribution stats (:func:`tfface.eval.hard_samples.evaluate_subsets`)."""
-    from tfface.eval.hard_samples import evaluate_subsets
+    """Per-subset metrics and distribution stats (:func:`tfface.methods.ddl.evaluation.evaluate_subsets`)."""
+    from tfface.methods.ddl.evaluation import evaluate_subsets
 
     gallery = embed_images(model, test.gallery)
     dis = embed_images(model, test.distractors) if test.distractors is not None else None
@@ -329,10 +329,10 @@ def finetune_ddl(
     """
     import keras
 
-    from tfface.data.hard_samples import DDLBatchBuilder
     from tfface.data.pipeline import preprocess
     from tfface.distribute import get_strategy
     from tfface.methods.ddl import DDLHistogramCallback, build_ddl
+    from tfface.methods.ddl.data import DDLBatchBuilder
 
     builder = DDLBatchBuilder(easy, hard, b=train.b, seed=train.seed, student_pairs=student_pairs,
                               drop_unpaired=drop_unpaired)
@@ -369,7 +369,7 @@ def _pretrained_embedder(recipe: DDLRecipe, out: Path):
         return keras.saving.load_model(p.embedder, compile=False), p.embedder
     if p.embedder and not p.recipe:
         raise ConfigError(f"pretrained.embedder: {p.embedder} not found and no pretrained.recipe to train it")
-    from tfface.recipes import load_recipe
+    from tfface.methods.recognizer.config import load_recipe
     from tfface.training.fit import train_recipe
 
     rec = load_recipe(p.recipe)
@@ -392,7 +392,7 @@ def _finetune_data(recipe: DDLRecipe):
     images, labels, paths = load_images(d.path, size=d.image_size)
     yaw = None
     if d.split.attributes:
-        from tfface.data.hard_samples import load_attribute_file
+        from tfface.methods.ddl.data import load_attribute_file
 
         if paths is None:
             raise DataError("split.attributes: per-image attributes need an image folder (paths) as data.path")
@@ -402,8 +402,8 @@ def _finetune_data(recipe: DDLRecipe):
 
 def train_ddl_recipe(path: str | os.PathLike | DDLRecipe, out_dir: str | os.PathLike | None = None) -> dict:
     """Run a DDL recipe (see the module docstring); returns the summary written to ``report.json``."""
-    from tfface.eval.hard_samples import plot_easy_hard_histograms
     from tfface.eval.report import to_jsonable
+    from tfface.methods.ddl.evaluation import plot_easy_hard_histograms
 
     recipe = path if isinstance(path, DDLRecipe) else load_ddl_recipe(path)
     out = Path(out_dir or recipe.out_dir)

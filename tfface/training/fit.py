@@ -17,7 +17,7 @@ import numpy as np
 
 from tfface.atomic import atomic_path
 from tfface.config import to_dict
-from tfface.recipes import RecognizerRecipe, TrainSpec
+from tfface.methods.recognizer.config import RecognizerRecipe, TrainSpec
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 An :class:`~tfface.retrieval.index.Index` directory keeps every gallery vector (``vectors.npy``, float32,
 normalised) with its id. When the recognition model is replaced, a translator (R3AN, or any model mapping
-old-model features to new-model features, see :mod:`tfface.translate`) turns those vectors into the new
+old-model features to new-model features, see :mod:`tfface.translation.translate`) turns those vectors into the new
 model's space; :func:`upgrade_gallery` does that in streamed blocks and builds a new index over the result:
 
 1. load the old index (checksums verified; ``vectors.npy`` memory-mapped, its ScaNN searcher not loaded);
@@ -15,7 +15,7 @@ model's space; :func:`upgrade_gallery` does that in streamed blocks and builds a
 
 Queries must then be embedded with the new model. Example::
 
-    from tfface.retrieval.upgrade import upgrade_gallery
+    from tfface.translation.upgrade import upgrade_gallery
     info = upgrade_gallery("runs/export/translator", "runs/index/gallery", "runs/index/gallery_v2")
 """
 
@@ -56,7 +56,7 @@ def upgrade_gallery(translator: Any, old_index_dir: str | os.PathLike, out_dir: 
     """
     from tfface.retrieval.index import Index
     from tfface.retrieval.manifest import read_manifest
-    from tfface.translate import load_translator, translate_blocks
+    from tfface.translation.translate import load_translator, translate_blocks
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
         raise ConfigError(f"batch_size: expected a positive integer, got {batch_size!r}")

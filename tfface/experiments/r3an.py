@@ -5,7 +5,7 @@ demo's "old" (source, small MobileNetV2) and "new" (target, iResNet) recognizers
 (56x56 face, source, target) triplets of the training identities, then for each seed train the linear
 and FC baselines and the Table-3 variants Arch3 (Reg only), Arch5 (Rec + Rep + Reg), Arch6 (Adv + Reg)
 and the full R3AN, and evaluate on held-out identities with distractors (MegaFace per-pair top-1, see
-:mod:`tfface.eval.translation`): probe transformation, gallery transformation, next to the source and
+:mod:`tfface.methods.r3an.evaluation`): probe transformation, gallery transformation, next to the source and
 target models' own accuracy. The claims C1-C5 are checked with the criteria the spec fixed before
 running (section 8.5); whatever comes out is reported.
 
@@ -55,8 +55,8 @@ def prior_models(out: Path, small: bool, workers: int | None = None):
 
     Returns ``(train, test, distractors, {"source": Embedder, "target": Embedder}, info)``.
     """
-    from tfface.demo import load_demo_recipes, quick_recipe, render_demo_sets
     from tfface.embed import Embedder
+    from tfface.experiments.demo import load_demo_recipes, quick_recipe, render_demo_sets
     from tfface.training.fit import train_recognizer
 
     recipes = load_demo_recipes(None, None)
@@ -83,10 +83,10 @@ def _mean_std(values: list[float]) -> dict:
 def reproduction(out: Path, budget: BenchBudget, seeds: int, small: bool) -> dict:
     from tqdm.auto import tqdm
 
-    from tfface.data.paired import build_pairs
-    from tfface.eval.translation import cross_top1, error_reduction, evaluate_translator
     from tfface.methods.r3an import R3ANConfig
-    from tfface.training.translator import train_translator
+    from tfface.methods.r3an.data import build_pairs
+    from tfface.methods.r3an.evaluation import cross_top1, error_reduction, evaluate_translator
+    from tfface.training.r3an import train_translator
 
     t0 = time.perf_counter()
     train, test, distract, emb, prior_info = prior_models(out, small)
@@ -141,7 +141,7 @@ def reproduction(out: Path, budget: BenchBudget, seeds: int, small: bool) -> dic
     return {
         "budget": dataclasses.asdict(budget), "seeds": seeds, "small": small,
         "data": {"train_triplets": len(pairs), "test_images": len(lab), "test_identities": int(len(np.unique(lab))),
-                 "distractors": len(distract), "protocol": "MegaFace per-pair top-1 (tfface.eval.translation)"},
+                 "distractors": len(distract), "protocol": "MegaFace per-pair top-1 (tfface.methods.r3an.evaluation)"},
         "prior_models": prior_info, "own_top1": own, "raw_cross_top1": raw,
         "methods": table, "error_reduction_vs_fc": _mean_std(red_fc), "error_reduction_vs_linear": _mean_std(red_lin),
         "claims": claims, "seconds": time.perf_counter() - t0,
@@ -242,7 +242,7 @@ def to_markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # python -m tfface.bench.r3an RESULT.json -> markdown tables
+if __name__ == "__main__":  # python -m tfface.experiments.r3an RESULT.json -> markdown tables
     import json
     import sys
 

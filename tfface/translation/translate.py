@@ -19,7 +19,7 @@ in-memory Keras model, or any callable ``f(x [n, Ds] float32) -> [n, Dt]`` (see 
 
 Example::
 
-    from tfface.translate import translate_features
+    from tfface.translation.translate import translate_features
     report = translate_features("runs/export/translator", "old_gallery.npz", "new_gallery.npz")
     report.count, report.source_dim, report.target_dim
 """

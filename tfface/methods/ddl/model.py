@@ -6,13 +6,13 @@ Hard Samples" (arXiv 2002.03662). The teacher is not a second network: one embed
 hard samples in the same forward pass, and the teacher distribution is re-estimated from the current
 weights in every batch (Sec. 3). The loss is :class:`tfface.losses.ddl.DistributionDistillationLoss`.
 
-Batches come from :class:`tfface.data.hard_samples.DDLBatchBuilder`: ``x = {"identities", "pair_a",
+Batches come from :class:`tfface.methods.ddl.data.DDLBatchBuilder`: ``x = {"identities", "pair_a",
 "pair_b"}`` each ``[b, K+1, H, W, 3]`` (branch 0 = teacher), ``y = {"identities", "pairs"}`` each
 ``[b, K+1]`` class labels. Under ``tf.distribute`` each replica receives ``b / N`` rows of every branch.
 
 Example:
   >>> import keras, numpy as np
-  >>> from tfface.data.hard_samples import DDLBatchBuilder, resolution_split
+  >>> from tfface.methods.ddl.data import DDLBatchBuilder, resolution_split
   >>> from tfface.methods.ddl import build_ddl
   >>> from tfface.methods.recognizer import build_recognizer
   >>> rec = build_recognizer("mobilenet_v2", (32, 32, 3), embedding_dim=16, num_classes=4,
@@ -37,9 +37,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfface.distribute import global_batch_size
 from tfface.errors import ConfigError
 from tfface.losses.ddl import DDLBranch, DDLLossConfig, DistributionDistillationLoss
+from tfface.methods.base import MethodModel, num_replicas
 from tfface.nets import get_margin_head
 
 __all__ = ["DDL", "DDLHistogramCallback", "build_ddl", "clone_embedder", "init_centres"]
@@ -48,12 +48,8 @@ _KEYS = ("identities", "pair_a", "pair_b")
 CLASSIFY = ("all", "identities")
 
 
-def _replicas() -> int:
-    return int(tf.distribute.get_strategy().num_replicas_in_sync)
-
-
 @keras.saving.register_keras_serializable(package="tfface")
-class DDL(keras.Model):
+class DDL(MethodModel):
     """ArcFace/CosFace + DDL fine-tuning (Eq. 8: ``L = L_DDL + L_cls``) with ``model.fit``.
 
     One training step, per replica of the current strategy:
@@ -111,10 +107,13 @@ class DDL(keras.Model):
             names += ["ddl", "kl_pos", "kl_neg", "order"]
             for d in ["teacher"] + [f"student_{i}" for i in range(1, k + 1)]:
                 names += [f"{d}_pos_mean", f"{d}_neg_mean", f"{d}_overlap"]
-        self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
+        self.init_trackers(names)
         self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
 
     # ----------------------------------------------------------------------------------- model
+    def build_for_compile(self):
+        self.build()
+
     def build(self, input_shape=None):
         if not self.margin.built:
             self.margin.build((None, int(self.embedder.output_shape[-1])))
@@ -135,34 +134,14 @@ class DDL(keras.Model):
         emb = tf.reshape(emb, [len(_KEYS), shape[0], shape[1], -1])
         return {k: emb[i] for i, k in enumerate(_KEYS)}
 
-    @property
-    def metrics(self):
-        return [*self.trackers.values(), self.accuracy_tracker]
-
-    def compile(self, optimizer="sgd", loss=None, **kwargs):
-        """As ``Recognizer.compile``: the loss is built in; ``mixed_float16`` wraps the optimizer."""
-        if loss is not None:
-            raise ConfigError("DDL.compile: the loss is built in (margin + DDL); do not pass loss=")
-        for unsupported in ("metrics", "weighted_metrics", "loss_weights"):
-            if kwargs.pop(unsupported, None) is not None:
-                raise ConfigError(f"DDL.compile: {unsupported}= is not supported")
-        kwargs.pop("auto_scale_loss", None)
-        optimizer = keras.optimizers.get(optimizer)
-        if "mixed_float16" in (keras.mixed_precision.global_policy().name, self.dtype_policy.name) and \
-                not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer, name="loss_scale_optimizer")
-        if not self.built:
-            self.build()
-        super().compile(optimizer=optimizer, auto_scale_loss=False, **kwargs)
-        # build the optimizer's slots now: created inside the first trace, they would make
-        # tf.function trace the whole step twice
-        self.optimizer.build(self.trainable_variables)
+    def extra_metrics(self):
+        return [self.accuracy_tracker]
 
     # -------------------------------------------------------------------------------- training
     def _check_layout(self, x, y):
         if not isinstance(x, Mapping) or set(_KEYS) - set(x):
             raise ConfigError(f"DDL batches: x must be a dict with keys {list(_KEYS)} "
-                              f"(see tfface.data.hard_samples.DDLBatchBuilder)")
+                              f"(see tfface.methods.ddl.data.DDLBatchBuilder)")
         if not isinstance(y, Mapping) or {"identities", "pairs"} - set(y):
             raise ConfigError("DDL batches: y must be a dict with keys ['identities', 'pairs']")
         k1 = x["identities"].shape[1]
@@ -195,29 +174,24 @@ class DDL(keras.Model):
         labels = tf.cast(labels, tf.int32)
         logits = self.margin(feats, labels)
         per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-        cls = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size(tf.shape(labels)[0]))
+        cls = self.average(per_example)
         total = cls
         ddl, parts = None, {}
         if self.ddl_loss is not None:
             teacher, students = self._branches(emb)
             it = tf.cast(self.optimizer.iterations if self.optimizer is not None else 0, tf.int64)
             ddl, parts = self.ddl_loss(teacher, students, seed=tf.stack([it, tf.constant(self.seed, tf.int64)]))
-            total = total + ddl / _replicas()
+            total = total + ddl / num_replicas()  # the same global value on every replica
         if self.losses:
-            total += tf.nn.scale_regularization_loss(tf.add_n([tf.cast(v, tf.float32) for v in self.losses]))
+            total += self.regularization()
         return total, cls, ddl, parts, labels, logits
 
     def _update_metrics(self, total, cls, ddl, parts, labels, logits):
-        n = _replicas()
-        self.trackers["loss"].update_state(total * n)
-        self.trackers["cls"].update_state(cls * n)
-        if ddl is not None:
-            self.trackers["ddl"].update_state(ddl)  # the same global value on every replica
-            for name, t in self.trackers.items():
-                if name in parts:
-                    t.update_state(parts[name])
+        self.track({"loss": total, "cls": cls})  # this replica's shares of global means
+        if ddl is not None:  # computed on the all-gathered batch: the same global value on every replica
+            self.track({"ddl": ddl, **{k: v for k, v in parts.items() if k != "ddl"}}, shared=True)
         self.accuracy_tracker.update_state(labels, logits)
-        return {m.name: m.result() for m in self.metrics}
+        return self.logs()
 
     def train_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -226,7 +200,7 @@ class DDL(keras.Model):
             total, cls, ddl, parts, labels, logits = self.compute_losses(x, y, training=True)
             scaled = self.optimizer.scale_loss(total)
         grads = tape.gradient(scaled, variables)
-        self.optimizer.apply(grads, variables)
+        self.apply(self.optimizer, grads, variables)
         return self._update_metrics(total, cls, ddl, parts, labels, logits)
 
     def test_step(self, data):
@@ -353,7 +327,7 @@ class DDLHistogramCallback(keras.callbacks.Callback):
     """Histograms of the teacher's and students' positive and negative pair similarities in TensorBoard.
 
     At the end of every ``every_n_epochs``-th epoch (and at the start of training) the model embeds
-    one fixed batch (a dict as :class:`tfface.data.hard_samples.DDLBatchBuilder` makes, in inference
+    one fixed batch (a dict as :class:`tfface.methods.ddl.data.DDLBatchBuilder` makes, in inference
     mode, on one device) and writes ``tf.summary.histogram`` under ``<log_dir>/distributions``:
     ``teacher/positive``, ``teacher/negative``, ``student_k/positive``, ``student_k/negative``
     (branch names from ``names`` when given), plus scalars of their means. A callback rather than

@@ -1,6 +1,6 @@
 """The demo's R3AN part: translate the old recognizer's features into the new one's space.
 
-Called by :func:`tfface.demo.run_demo` after the two recognizers: builds the (56x56 face, old feature,
+Called by :func:`tfface.experiments.demo.run_demo` after the two recognizers: builds the (56x56 face, old feature,
 new feature) triplets of the training identities, trains R3AN and the FC and linear baselines, evaluates
 on the held-out identities with distractors (MegaFace per-pair top-1, probe and gallery
 transformation, the compatibility matrix), writes the reconstruction grid (the paper's Fig. 4) and the
@@ -44,18 +44,18 @@ def save_reconstruction_grid(grid: np.ndarray, path: Path, pairs_per_row: int = 
 
 def run_translation(train, test, distract, old, new, out: Path, quick: bool = False) -> dict:
     """``old``/``new``: :class:`tfface.embed.Embedder`; returns the report section (JSON-able)."""
-    from tfface.data.paired import build_pairs
-    from tfface.eval.translation import (
+    from tfface.export import check_saved_model, export_saved_model
+    from tfface.export.onnx import export_onnx, onnx_parity
+    from tfface.methods.r3an import R3ANConfig
+    from tfface.methods.r3an.data import build_pairs
+    from tfface.methods.r3an.evaluation import (
         compatibility_matrix,
         cross_top1,
         error_reduction,
         evaluate_translated,
         plot_projection,
     )
-    from tfface.export import check_saved_model, export_saved_model
-    from tfface.export.onnx import export_onnx, onnx_parity
-    from tfface.methods.r3an import R3ANConfig
-    from tfface.training.translator import reconstruction_grid, train_translator
+    from tfface.training.r3an import reconstruction_grid, train_translator
 
     budget = QUICK_BUDGET if quick else DEMO_BUDGET
     out = Path(out)

@@ -3,7 +3,7 @@
 
 Usage::
 
-    python recipes/r3an_real.py --orl ../shared/data/orl-att-faces/orl_faces \
+    python tfface/experiments/r3an_real.py --orl ../shared/data/orl-att-faces/orl_faces \
         --cufs ../shared/data/cuhk-cufs-student-64px/photo_A64 --out runs/r3an_real
 
 or set ``TFFACE_DATA_DIR`` (the folder holding ``orl-att-faces/``, ``cuhk-cufs-student-64px/`` and
@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfface.bench.machine import machine_info
+from tfface.experiments.machine import machine_info
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -116,9 +116,9 @@ def embed_set(name: str, images: list[np.ndarray], paths: list[str], mfn_path: P
     """dlib + aligned MobileFaceNet features and the 56x56 aligned faces, cached in ``out``."""
     from tfface.atomic import atomic_path
     from tfface.data.alignment import align_face
-    from tfface.data.paired import resize_faces
     from tfface.embed.dlib_face import DlibFace, dlib_embedder
     from tfface.embed.embedder import Embedder
+    from tfface.methods.r3an.data import resize_faces
 
     cache = out / f"embeddings_{name}.npz"
     if cache.is_file():
@@ -178,7 +178,7 @@ def first_image_split(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def evaluate(translate, test: dict, distractors: dict | None) -> dict:
-    from tfface.eval.translation import evaluate_translator
+    from tfface.methods.r3an.evaluation import evaluate_translator
 
     lab = test["labels"]
     g, p = first_image_split(lab)
@@ -212,9 +212,9 @@ def main(argv=None) -> int:
         skip(str(e))
 
     from tfface.atomic import atomic_path
-    from tfface.data.paired import PairedFeatures
     from tfface.methods.r3an import R3ANConfig
-    from tfface.training.translator import train_translator
+    from tfface.methods.r3an.data import PairedFeatures
+    from tfface.training.r3an import train_translator
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -249,7 +249,7 @@ def main(argv=None) -> int:
         "raw_cross_rank1": rank1(test["source"][p], lab[p], test["target"][g], lab[g]),
     }
     if distractors is not None:
-        from tfface.eval.translation import cross_top1
+        from tfface.methods.r3an.evaluation import cross_top1
 
         reference["raw_cross_pair_top1"] = cross_top1(test["source"], test["target"], lab, distractors["target"])
         reference["new_own_pair_top1"] = cross_top1(test["target"], test["target"], lab, distractors["target"])

@@ -18,7 +18,7 @@ A small-scale version of the DDL paper's SCface experiment (Tables 2-3), on 2 CP
 - two tasks: **resolution** (easy = full resolution, students ``x8`` and ``x4``: the images
   downsampled 8x / 4x, in the roles of SCface's d1 and d2) and **pose** (easy |yaw| < 10, student
   |yaw| > 45; the paper's VGGFace2 split); the pose task runs the baseline and DDL only;
-- **evaluation** on held-out identities (:mod:`tfface.eval.hard_samples`): a gallery of one easy
+- **evaluation** on held-out identities (:mod:`tfface.methods.ddl.evaluation`): a gallery of one easy
   image per identity plus easy distractor identities, probes per subset; TAR at FAR 1e-2 / 1e-3 over
   all probe x gallery pairs, rank-1 with distractors, histogram intersection (overlap) and
   expectation margin of the positive / negative scores, and the easy-hard gap
@@ -138,7 +138,7 @@ def _data_specs(cfg: BenchConfig) -> dict[str, DDLDataSpec]:
 
 
 def _pretrain(cfg: BenchConfig, seed: int, images, labels, out: Path):
-    from tfface.recipes import DataSpec, ModelSpec, RecognizerRecipe, TrainSpec
+    from tfface.methods.recognizer.config import DataSpec, ModelSpec, RecognizerRecipe, TrainSpec
     from tfface.training.fit import train_recognizer
 
     recipe = RecognizerRecipe(
@@ -234,7 +234,7 @@ def bench_ddl(small: bool = False, seeds: int = 3, data_dir: str | None = None,
     from tqdm.auto import tqdm
 
     from tfface.data.builtin import render_dataset
-    from tfface.eval.hard_samples import plot_easy_hard_histograms
+    from tfface.methods.ddl.evaluation import plot_easy_hard_histograms
 
     cfg = SMALL if small else FULL
     seeds = max(1, int(seeds if not small else min(seeds, 1)))

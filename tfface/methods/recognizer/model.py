@@ -12,13 +12,14 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
-from tfface.distribute import global_batch_size, resolve_sync_batchnorm
+from tfface.distribute import resolve_sync_batchnorm
 from tfface.errors import ConfigError
+from tfface.methods.base import MethodModel
 from tfface.nets import EmbeddingHead, build_backbone, get_margin_head
 
 
 @keras.saving.register_keras_serializable(package="tfface")
-class Recognizer(keras.Model):
+class Recognizer(MethodModel):
     """A face recognizer trained with a margin-softmax loss: ``backbone -> head -> margin``.
 
     One training step (``train_step``), per replica of the current ``tf.distribute`` strategy:
@@ -68,9 +69,8 @@ class Recognizer(keras.Model):
         self.backbone = backbone
         self.head = head
         self.margin = margin
-        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.init_trackers(["loss"])
         self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-        self._compile_kwargs: dict = {}
 
     # ----------------------------------------------------------------------------------- model
     def build(self, input_shape):
@@ -84,9 +84,8 @@ class Recognizer(keras.Model):
     def call(self, images, training=False):
         return self.head(self.backbone(images, training=training), training=training)
 
-    @property
-    def metrics(self):
-        return [self.loss_tracker, self.accuracy_tracker]
+    def extra_metrics(self):
+        return [self.accuracy_tracker]
 
     def embedding_model(self, normalize: bool = False, name: str = "embedder") -> keras.Model:
         """A functional model ``images -> embeddings`` (input ``images``, output ``embeddings``, float32)
@@ -100,37 +99,8 @@ class Recognizer(keras.Model):
         return keras.Model(inp, out, name=name)
 
     # -------------------------------------------------------------------------------- training
-    def compile(self, optimizer="sgd", loss=None, **kwargs):
-        """``optimizer`` (an instance or name); ``kwargs`` go to ``keras.Model.compile`` (``jit_compile``,
-        ``steps_per_execution``, ``run_eagerly``). The loss is the margin cross-entropy of ``train_step``,
-        so ``loss`` must stay ``None``. Under a ``mixed_float16`` policy the optimizer is wrapped in
-        ``keras.optimizers.LossScaleOptimizer``."""
-        if loss is not None:
-            raise ConfigError("Recognizer.compile: the loss is built in (margin cross-entropy); do not pass loss=")
-        for unsupported in ("metrics", "weighted_metrics", "loss_weights"):
-            if kwargs.pop(unsupported, None) is not None:
-                raise ConfigError(f"Recognizer.compile: {unsupported}= is not supported (loss and accuracy "
-                                  f"are tracked by the model)")
-        kwargs.pop("auto_scale_loss", None)
-        optimizer = keras.optimizers.get(optimizer)
-        mixed = "mixed_float16" in (keras.mixed_precision.global_policy().name, self.dtype_policy.name)
-        if mixed and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer, name="loss_scale_optimizer")
-        if not self.built:
-            self.build(self.backbone.input_shape)
-        self._compile_kwargs = dict(kwargs)
-        super().compile(optimizer=optimizer, auto_scale_loss=False, **kwargs)
-
-    def get_compile_config(self):
-        if not self.compiled:
-            return {}
-        return {"optimizer": keras.saving.serialize_keras_object(self.optimizer), **self._compile_kwargs}
-
-    def compile_from_config(self, config):
-        config = keras.saving.deserialize_keras_object(config)
-        self.compile(**config)
-        if self.built:
-            self.optimizer.build(self.trainable_variables)
+    def build_for_compile(self):
+        self.build(self.backbone.input_shape)
 
     def compute_margin_loss(self, images, labels, sample_weight=None, training=False):
         """(this replica's share of the global mean loss, margin logits); see the class docstring."""
@@ -140,17 +110,15 @@ class Recognizer(keras.Model):
         per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
         if sample_weight is not None:
             per_example = per_example * tf.cast(tf.reshape(sample_weight, [-1]), per_example.dtype)
-        loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size(tf.shape(labels)[0]))
+        loss = self.average(per_example)
         if self.losses:
-            loss += tf.nn.scale_regularization_loss(tf.add_n([tf.cast(v, tf.float32) for v in self.losses]))
+            loss += self.regularization()
         return loss, logits
 
     def _update_metrics(self, loss, labels, logits):
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        # The trackers' state is summed over replicas: undo the 1/N share so the log is the global mean.
-        self.loss_tracker.update_state(loss * replicas)
+        self.track({"loss": loss})  # this replica's share, logged as the global mean
         self.accuracy_tracker.update_state(tf.reshape(labels, [-1]), logits)
-        return {m.name: m.result() for m in self.metrics}
+        return self.logs()
 
     def train_step(self, data):
         images, labels, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -161,7 +129,7 @@ class Recognizer(keras.Model):
             loss, logits = self.compute_margin_loss(images, labels, sample_weight, training=True)
             scaled = self.optimizer.scale_loss(loss)  # LossScaleOptimizer: loss * scale; else identity
         grads = tape.gradient(scaled, variables)
-        self.optimizer.apply(grads, variables)  # unscales (LSO), skips non-finite steps
+        self.apply(self.optimizer, grads, variables)  # unscales (LSO), skips non-finite steps
         return self._update_metrics(loss, labels, logits)
 
     def test_step(self, data):

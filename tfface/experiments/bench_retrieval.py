@@ -293,7 +293,7 @@ def bench_retrieval(
         out["faiss_note"] = (f"FAISS IVF-Flat (nlist = sqrt(n)) and HNSW (M=32, up to {faiss_hnsw_max_n} vectors): "
                              "nprobe / efSearch doubled until recall@max(k) reaches ScaNN's at its default setting")
     try:
-        from tfface.bench.machine import describe, machine_info
+        from tfface.experiments.machine import describe, machine_info
 
         out["machine"] = machine_info()
         out["machine_line"] = describe(out["machine"])

@@ -6,7 +6,7 @@
 3. Embed the test set and the distractors with both; evaluate verification, identification with
    distractors, similarity distributions, and the cross-model matrix (old vs new features).
 4. Translate old features into the new space with R3AN and the FC and linear baselines
-   (:mod:`tfface.demo_translation`); export and check the translator.
+   (:mod:`tfface.experiments.demo_r3an`); export and check the translator.
 5. Write ``report.md`` with plots and ``report.json``.
 """
 
@@ -20,7 +20,7 @@ from tfface.atomic import atomic_path
 from tfface.data.builtin import render_dataset
 from tfface.data.preview import save_grid
 from tfface.errors import ConfigError
-from tfface.recipes import RecognizerRecipe, load_recipe
+from tfface.methods.recognizer.config import RecognizerRecipe, load_recipe
 
 REPO_RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
@@ -60,12 +60,12 @@ def render_demo_sets(recipe: RecognizerRecipe, workers: int | None = None):
 
 def run_demo(out: str | Path = "runs/demo", quick: bool = False, workers: int | None = None,
              small_recipe: str | Path | None = None, large_recipe: str | Path | None = None) -> Path:
-    from tfface.bench.machine import describe, machine_info
     from tfface.embed import Embedder
     from tfface.eval.cross_model import cross_model_matrix
     from tfface.eval.evaluate import evaluate_embeddings, gallery_split
     from tfface.eval.plots import plot_cmc, plot_roc, plot_similarity_histograms
     from tfface.eval.report import write_json
+    from tfface.experiments.machine import describe, machine_info
     from tfface.training.fit import train_recognizer
 
     t_start = time.perf_counter()
@@ -122,7 +122,7 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, workers: int | 
     timings["evaluate"] = time.perf_counter() - t
 
     # 4. Translate old -> new with R3AN and the baselines; export the translator.
-    from tfface.demo_translation import run_translation, translation_markdown
+    from tfface.experiments.demo_r3an import run_translation, translation_markdown
 
     t = time.perf_counter()
     translation = run_translation(train, test, distract, Embedder.from_keras(models["old"].embedder, prep),

@@ -9,9 +9,9 @@ least-squares baseline in closed form instead.
 
 Example:
   >>> import numpy as np
-  >>> from tfface.data.paired import PairedFeatures
+  >>> from tfface.methods.r3an.data import PairedFeatures
   >>> from tfface.methods.r3an import R3ANConfig
-  >>> from tfface.training.translator import train_translator
+  >>> from tfface.training.r3an import train_translator
   >>> rng = np.random.default_rng(0)
   >>> pairs = PairedFeatures(rng.integers(0, 255, (8, 56, 56, 3), dtype=np.uint8),
   ...                        rng.normal(size=(8, 16)).astype("float32"), rng.normal(size=(8, 16)).astype("float32"),
@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 
 from tfface.atomic import atomic_path
-from tfface.data.paired import PairedFeatures
 from tfface.errors import ConfigError, DataError
+from tfface.methods.r3an.data import PairedFeatures
 
 
 @dataclass
@@ -45,6 +45,27 @@ class TranslatorResult:
     history: dict = field(default_factory=dict)
     seconds: float = 0.0
     parameters: int = 0
+
+
+def r3an_optimizers(model, total_steps: int) -> dict:
+    """``{g_optimizer, e_optimizer, d_optimizer}`` for ``model.compile``: the config's optimizer
+    (``sgd`` with momentum, or ``adam`` with beta_1 0.5) with the piecewise schedule over
+    ``total_steps`` batches (boundaries scaled by each optimizer's applications per batch);
+    ``d_optimizer="adam"`` gives D Adam(2e-4, beta_1 0.5) (spec A10). Weight decay is coupled and
+    applied by the model (``R3AN.coupled_weight_decay``)."""
+    from tfface.training.optimizers import OptimizerSpec, make_optimizer
+
+    cfg = model.config
+    spec = OptimizerSpec(cfg.optimizer, cfg.learning_rate, schedule="piecewise", boundaries=tuple(cfg.lr_boundaries),
+                         decay=cfg.lr_decay, momentum=cfg.momentum, beta_1=0.5 if cfg.optimizer == "adam" else 0.9)
+    out = {}
+    for net, applies in model.applies_per_batch().items():
+        name = "fc_optimizer" if model.mlp is not None else f"{net}_optimizer"
+        if net == "d" and cfg.d_optimizer == "adam":
+            out["d_optimizer"] = make_optimizer(OptimizerSpec("adam", 2e-4, beta_1=0.5), total_steps, name=name)
+        else:
+            out[f"{net}_optimizer"] = make_optimizer(spec, total_steps, step_scale=applies, name=name)
+    return out
 
 
 def reconstruction_grid(model, pairs: PairedFeatures, n: int = 8) -> np.ndarray:
@@ -84,7 +105,7 @@ def train_translator(config, pairs: PairedFeatures, epochs: int, batch_size: int
     steps = len(pairs) // batch_size
     with strategy.scope():
         model = R3AN(config)
-        model.compile(total_steps=max(1, steps * epochs))
+        model.compile(**r3an_optimizers(model, total_steps=max(1, steps * epochs)))
     callbacks: list = [keras.callbacks.TerminateOnNaN()]
     if out_dir is not None:
         from tfface.training.callbacks import ImageGridCallback

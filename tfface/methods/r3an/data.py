@@ -8,7 +8,7 @@ when given a path.
 
 Example:
   >>> import numpy as np
-  >>> from tfface.data.paired import PairedFeatures
+  >>> from tfface.methods.r3an.data import PairedFeatures
   >>> p = PairedFeatures(np.zeros((2, 56, 56, 3), np.uint8), np.ones((2, 4), np.float32),
   ...                    np.ones((2, 8), np.float32), np.array([0, 1]))
   >>> len(p), p.source_dim, p.target_dim

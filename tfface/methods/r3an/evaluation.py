@@ -14,7 +14,7 @@ distractor score (ties count as errors). Top-1 accuracy averages over all pairs.
 
 Example:
   >>> import numpy as np
-  >>> from tfface.eval.translation import cross_top1
+  >>> from tfface.methods.r3an.evaluation import cross_top1
   >>> f = np.eye(4, dtype=np.float32)[[0, 0, 1, 1]]
   >>> cross_top1(f, f, np.array([0, 0, 1, 1]), np.eye(4, dtype=np.float32)[[2, 3]])
   1.0

@@ -54,9 +54,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfface.distribute import global_batch_size
 from tfface.errors import ConfigError, DataError
-from tfface.nets.r3an import (
+from tfface.methods.adversarial import AdversarialModel, discriminator_loss, generator_loss
+from tfface.methods.r3an.nets import (
     discriminator,
     extractor,
     fc_translator,
@@ -64,6 +64,7 @@ from tfface.nets.r3an import (
     matched_hidden,
     trainable_parameters,
 )
+from tfface.signatures import SOURCE_FEATURES, TARGET_FEATURES
 
 #: Table 3: (use_adv, use_rec, use_rep, use_reg) per architecture.
 VARIANTS: dict[str, tuple[bool, bool, bool, bool]] = {
@@ -133,25 +134,22 @@ class R3ANConfig:
         return dataclasses.replace(self, **kw)
 
 
-def _optimizer(kind: str, schedule, momentum: float, name: str) -> keras.optimizers.Optimizer:
-    if kind == "adam":
-        return keras.optimizers.Adam(schedule, beta_1=0.5, name=name)
-    return keras.optimizers.SGD(schedule, momentum=momentum, name=name)
-
-
 @keras.saving.register_keras_serializable(package="tfface")
-class R3AN(keras.Model):
+class R3AN(AdversarialModel):
     """The R3AN trainer (Algorithm 1); ``call(source_features)`` is the deployed transform E(G(x)).
 
     Fit it on ``((source_features, faces), target_features)`` batches (faces: 56x56x3 in [-1, 1]);
-    export :meth:`translator`, never the trainer.
+    export :meth:`translator`, never the trainer. ``compile`` takes one optimizer per network
+    (:func:`tfface.training.r3an.r3an_optimizers` builds them from the config with the piecewise
+    schedule counted in batches).
 
     Example:
       >>> import numpy as np
       >>> from tfface.methods.r3an import R3AN, R3ANConfig
+      >>> from tfface.training.r3an import r3an_optimizers
       >>> cfg = R3ANConfig(variant="r3an", source_dim=8, target_dim=8, width=0.125, expansion=2)
       >>> model = R3AN(cfg)
-      >>> model.compile(total_steps=2)
+      >>> model.compile(**r3an_optimizers(model, total_steps=2))
       >>> rng = np.random.default_rng(0)
       >>> x, y = rng.normal(size=(4, 8)).astype("float32"), rng.normal(size=(4, 8)).astype("float32")
       >>> faces = rng.uniform(-1, 1, (4, 56, 56, 3)).astype("float32")
@@ -167,6 +165,7 @@ class R3AN(keras.Model):
         if isinstance(config, dict):
             config = R3ANConfig(**{k: tuple(v) if k == "lr_boundaries" else v for k, v in config.items()})
         self.config = cfg = config or R3ANConfig()
+        self.coupled_weight_decay = cfg.weight_decay  # PyTorch-style L2 (spec 3.5)
         self.use_adv, self.use_rec, self.use_rep, self.use_reg = cfg.flags
         if cfg.variant == "fc":
             hidden = cfg.fc_hidden or matched_hidden(
@@ -180,7 +179,7 @@ class R3AN(keras.Model):
             self.G = generator(cfg.source_dim, cfg.width, seed=cfg.seed)
             self.E = extractor(cfg.target_dim, cfg.expansion, cfg.width)
             self.D = discriminator(seed=cfg.seed) if self.use_adv else None
-        self.trackers = {name: keras.metrics.Mean(name=f"loss_{name}") for name in self.loss_names}
+        self.init_trackers(self.loss_names, prefix="loss_")
         self.built = True
 
     @property
@@ -189,10 +188,6 @@ class R3AN(keras.Model):
             return ["reg"]
         names = (["d", "adv"] if self.use_adv else []) + (["rec"] if self.use_rec else [])
         return names + (["rep"] if self.use_rep else []) + (["reg"] if self.use_reg else [])
-
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
 
     def call(self, inputs, training=False):
         x = inputs[0] if isinstance(inputs, list | tuple) else inputs
@@ -208,60 +203,48 @@ class R3AN(keras.Model):
         G normalises its input (``UnitNormalization``); ``normalize`` L2-normalises the output so the
         translated gallery is searched by cosine like the target model's own features.
         """
-        x_in = keras.Input((self.config.source_dim,), name="source_features")
+        x_in = keras.Input((self.config.source_dim,), name=SOURCE_FEATURES)
         y = self.mlp(x_in) if self.mlp is not None else self.E(self.G(x_in))
-        layer = keras.layers.UnitNormalization(dtype="float32", name="target_features") if normalize else \
-            keras.layers.Activation("linear", dtype="float32", name="target_features")
+        layer = keras.layers.UnitNormalization(dtype="float32", name=TARGET_FEATURES) if normalize else \
+            keras.layers.Activation("linear", dtype="float32", name=TARGET_FEATURES)
         return keras.Model(x_in, layer(y), name=name)
 
     # ------------------------------------------------------------------------------- training
-    def compile(self, total_steps: int = 200_000, **kwargs):
-        """One optimizer per network (Algorithm 1), with the piecewise schedule over ``total_steps`` batches."""
-        cfg = self.config
-        boundaries = [max(1, int(round(b * total_steps))) for b in cfg.lr_boundaries]
-        values = [cfg.learning_rate * cfg.lr_decay ** k for k in range(len(boundaries) + 1)]
-
-        def schedule(applies_per_batch: int):
-            # keras counts each optimizer's own applications; scale the boundaries to count batches
-            return keras.optimizers.schedules.PiecewiseConstantDecay(
-                [b * applies_per_batch for b in boundaries], values)
-
-        self.total_steps = int(total_steps)
+    def applies_per_batch(self) -> dict[str, int]:
+        """How often each network's optimizer applies per batch (G and E twice when their own step and
+        the joint step both run), so a schedule counted in batches can scale its boundaries."""
         if self.mlp is not None:
-            self.g_optimizer = _optimizer(cfg.optimizer, schedule(1), cfg.momentum, "fc_optimizer")
-            self.e_optimizer = self.d_optimizer = None
-        else:
-            g_applies = int(self.use_rec or self.use_adv) + int(self.use_reg)
-            e_applies = int(self.use_rep) + int(self.use_reg)
-            self.g_optimizer = _optimizer(cfg.optimizer, schedule(max(g_applies, 1)), cfg.momentum, "g_optimizer")
-            self.e_optimizer = _optimizer(cfg.optimizer, schedule(max(e_applies, 1)), cfg.momentum, "e_optimizer")
-            self.d_optimizer = None
-            if self.use_adv:
-                self.d_optimizer = (keras.optimizers.Adam(2e-4, beta_1=0.5, name="d_optimizer")
-                                    if cfg.d_optimizer == "adam"
-                                    else _optimizer(cfg.optimizer, schedule(1), cfg.momentum, "d_optimizer"))
-        # Build each optimizer on its own network now: optimizers created lazily inside the first
-        # distributed step fail under MirroredStrategy (their variables must exist before the step).
-        if self.mlp is not None:
-            self.g_optimizer.build(self.mlp.trainable_variables)
-        else:
-            self.g_optimizer.build(self.G.trainable_variables)
-            self.e_optimizer.build(self.E.trainable_variables)
-            if self.d_optimizer is not None:
-                self.d_optimizer.build(self.D.trainable_variables)
-        for key in ("loss", "metrics", "optimizer"):
-            if kwargs.pop(key, None) is not None:
-                raise ConfigError(f"R3AN.compile: {key}= is built in (Algorithm 1); do not pass it")
-        super().compile(**kwargs)
-
-    def learning_rates(self) -> dict[str, float]:
-        """The current learning rate of each optimizer (for logs and tests)."""
-        out = {}
-        for name in ("g_optimizer", "e_optimizer", "d_optimizer"):
-            opt = getattr(self, name, None)
-            if opt is not None:
-                out[name] = float(keras.ops.convert_to_numpy(opt.learning_rate))
+            return {"g": 1}
+        out = {"g": max(1, int(self.use_rec or self.use_adv) + int(self.use_reg)),
+               "e": max(1, int(self.use_rep) + int(self.use_reg))}
+        if self.use_adv:
+            out["d"] = 1
         return out
+
+    def compile(self, g_optimizer=None, e_optimizer=None, d_optimizer=None, **kwargs):
+        """One optimizer per network (Algorithm 1): ``g_optimizer`` (the FC baseline's MLP uses it),
+        ``e_optimizer``, ``d_optimizer`` (only with the adversarial loss); each is built on its network now."""
+        needed = self.applies_per_batch()
+        given = {"g": g_optimizer, "e": e_optimizer, "d": d_optimizer}
+        missing = [f"{n}_optimizer" for n in needed if given[n] is None]
+        if missing:
+            raise ConfigError(f"R3AN.compile: {self.config.variant} needs {', '.join(missing)} "
+                              f"(see tfface.training.r3an.r3an_optimizers)")
+        nets = {"g": self.mlp if self.mlp is not None else self.G, "e": self.E, "d": self.D}
+        self.set_optimizers({n: (given[n], nets[n]) for n in needed})
+        super().compile(optimizer=None, **kwargs)
+
+    @property
+    def g_optimizer(self):
+        return self.optimizers.get("g")
+
+    @property
+    def e_optimizer(self):
+        return self.optimizers.get("e")
+
+    @property
+    def d_optimizer(self):
+        return self.optimizers.get("d")
 
     def recalibrate_batch_norm(self, dataset, batches: int = 50) -> int:
         """Re-estimate E's BatchNorm statistics on the deployed path E(G(x)); returns the batches used.
@@ -289,12 +272,6 @@ class R3AN(keras.Model):
                 lay.momentum = m
         return k
 
-    def _apply(self, optimizer, grads, variables):
-        wd = self.config.weight_decay
-        if wd:
-            grads = [None if g is None else g + wd * v for g, v in zip(grads, variables, strict=True)]
-        optimizer.apply(grads, variables)
-
     def _feature_loss(self, y, y_hat):
         d = tf.square(y - tf.cast(y_hat, tf.float32))
         return tf.reduce_sum(d, -1) if self.config.feature_loss == "sqdist" else tf.reduce_mean(d, -1)
@@ -303,12 +280,8 @@ class R3AN(keras.Model):
     def _pixel_loss(img, fake):
         return tf.reduce_mean(tf.square(img - tf.cast(fake, tf.float32)), axis=[1, 2, 3])
 
-    @staticmethod
-    def _bce(label: float, logits):
-        logits = tf.reshape(tf.cast(logits, tf.float32), [-1])
-        return tf.nn.sigmoid_cross_entropy_with_logits(tf.fill(tf.shape(logits), label), logits)
-
     def train_step(self, data):
+        """Algorithm 1, one mini-batch: D step, G step, E step, joint G+E step (skipped when off)."""
         inputs, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         if not isinstance(inputs, list | tuple) or len(inputs) != 2 or y is None:
             raise DataError("R3AN.fit needs ((source_features, faces), target_features) batches")
@@ -316,92 +289,75 @@ class R3AN(keras.Model):
         x = tf.math.l2_normalize(tf.cast(x, tf.float32), axis=-1)
         y = tf.math.l2_normalize(tf.cast(y, tf.float32), axis=-1)
         img = tf.cast(img, tf.float32)
-        logs = {}
+        losses = {}
         if self.mlp is not None:
-            return self._log(self.fc_step(x, y))
-        if self.use_adv:
-            logs.update(self.d_step(x, img))
-        if self.use_rec or self.use_adv:
-            logs.update(self.g_step(x, img))
-        if self.use_rep:
-            logs.update(self.e_step(img, y))
-        if self.use_reg:
-            logs.update(self.joint_step(x, y))
-        return self._log(logs)
-
-    def _avg(self, per_example):
-        return tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size(tf.shape(per_example)[0]))
+            losses.update(self.fc_step(x, y))
+        else:
+            if self.use_adv:
+                losses.update(self.d_step(x, img))
+            if self.use_rec or self.use_adv:
+                losses.update(self.g_step(x, img))
+            if self.use_rep:
+                losses.update(self.e_step(img, y))
+            if self.use_reg:
+                losses.update(self.joint_step(x, y))
+        self.track(losses)
+        return self.logs()
 
     def fc_step(self, x, y) -> dict:
         """The FC baseline: one step on L_Reg (Eq. 9) through the MLP."""
-        with tf.GradientTape() as tape:
-            lreg = self._avg(self._feature_loss(y, self.mlp(x, training=True)))
-        v = self.mlp.trainable_variables
-        self._apply(self.g_optimizer, tape.gradient(lreg, v), v)
-        return {"reg": lreg}
+        def loss():
+            lreg = self.average(self._feature_loss(y, self.mlp(x, training=True)))
+            return lreg, {"reg": lreg}
+        return self.step("g", loss)
 
     def d_step(self, x, img) -> dict:
         """Algorithm 1 lines 5-6: D minimises ``BCE(D(I), 1) + BCE(D(G(X)), 0)``, i.e. maximises Eq. 5."""
         fake = tf.stop_gradient(self.G(x, training=True))
-        with tf.GradientTape() as tape:
-            ld = self._avg(self._bce(1.0, self.D(img, training=True)) + self._bce(0.0, self.D(fake, training=True)))
-        v = self.D.trainable_variables
-        self._apply(self.d_optimizer, tape.gradient(ld, v), v)
-        return {"d": ld}
+
+        def loss():
+            ld = self.average(discriminator_loss(self.D(img, training=True), self.D(fake, training=True)))
+            return ld, {"d": ld}
+        return self.step("d", loss)
 
     def g_step(self, x, img) -> dict:
         """Algorithm 1 lines 7-8: G minimises ``L_G = lambda_rec L_Rec + lambda_adv L_Adv`` (Eqs. 4, 6, 7)."""
-        cfg, logs = self.config, {}
-        with tf.GradientTape() as tape:
+        cfg = self.config
+
+        def loss():
+            logs = {}
             fake = self.G(x, training=True)
             lg = tf.constant(0.0)
             if self.use_rec:
-                logs["rec"] = self._avg(self._pixel_loss(img, fake))
+                logs["rec"] = self.average(self._pixel_loss(img, fake))
                 lg += cfg.lambda_rec * logs["rec"]
-            if self.use_adv:
-                logits = self.D(fake, training=True)
-                if cfg.adv_loss == "non_saturating":  # -log D(G(X))
-                    logs["adv"] = self._avg(self._bce(1.0, logits))
-                else:  # log(1 - D(G(X))) = -BCE(D(G(X)), 0)
-                    logs["adv"] = -self._avg(self._bce(0.0, logits))
+            if self.use_adv:  # non-saturating -log D(G(X)) or saturating log(1 - D(G(X)))
+                logs["adv"] = self.average(generator_loss(self.D(fake, training=True), cfg.adv_loss))
                 lg += cfg.lambda_adv * logs["adv"]
-        v = self.G.trainable_variables
-        self._apply(self.g_optimizer, tape.gradient(lg, v), v)
-        return logs
+            return lg, logs
+        return self.step("g", loss)
 
     def e_step(self, img, y) -> dict:
         """Algorithm 1 lines 9-10: E minimises ``lambda_rep L_Rep`` (Eq. 8) on real faces."""
-        with tf.GradientTape() as tape:
-            lrep = self._avg(self._feature_loss(y, self.E(img, training=True)))
-            scaled = self.config.lambda_rep * lrep
-        v = self.E.trainable_variables
-        self._apply(self.e_optimizer, tape.gradient(scaled, v), v)
-        return {"rep": lrep}
+        def loss():
+            lrep = self.average(self._feature_loss(y, self.E(img, training=True)))
+            return lrep, {"rep": lrep}
+        return self.step("e", loss, scale=self.config.lambda_rep)
 
     def joint_step(self, x, y) -> dict:
         """Algorithm 1 lines 11-12: G and E minimise ``lambda_reg L_Reg`` (Eq. 9) through E(G(X))."""
-        with tf.GradientTape() as tape:
-            lreg = self._avg(self._feature_loss(y, self.E(self.G(x, training=True), training=True)))
-            scaled = self.config.lambda_reg * lreg
-        gv, ev = self.G.trainable_variables, self.E.trainable_variables
-        grads = tape.gradient(scaled, gv + ev)
-        self._apply(self.g_optimizer, grads[:len(gv)], gv)
-        self._apply(self.e_optimizer, grads[len(gv):], ev)
-        return {"reg": lreg}
-
-    def _log(self, losses: dict) -> dict:
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        for name, value in losses.items():
-            self.trackers[name].update_state(value * replicas)  # undo the 1/N share of compute_average_loss
-        return {m.name: m.result() for m in self.metrics}
+        def loss():
+            lreg = self.average(self._feature_loss(y, self.E(self.G(x, training=True), training=True)))
+            return lreg, {"reg": lreg}
+        return self.step(("g", "e"), loss, scale=self.config.lambda_reg)
 
     def test_step(self, data):
         inputs, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         x = inputs[0] if isinstance(inputs, list | tuple) else inputs
         x = tf.math.l2_normalize(tf.cast(x, tf.float32), axis=-1)
         y = tf.math.l2_normalize(tf.cast(y, tf.float32), axis=-1)
-        lreg = self._avg(self._feature_loss(y, self(x, training=False)))
-        return self._log({"reg": lreg}) if "reg" in self.trackers else {m.name: m.result() for m in self.metrics}
+        self.track({"reg": self.average(self._feature_loss(y, self(x, training=False)))})
+        return self.logs()
 
     def get_config(self):
         return {"name": self.name, "config": dataclasses.asdict(self.config)}
@@ -420,11 +376,11 @@ def fit_linear_translator(source: np.ndarray, target: np.ndarray, ridge: float =
     reg = ridge * len(x) * np.eye(xa.shape[1])
     reg[-1, -1] = 0.0
     w = np.linalg.solve(xa.T @ xa + reg, xa.T @ y)
-    x_in = keras.Input((x.shape[1],), name="source_features")
+    x_in = keras.Input((x.shape[1],), name=SOURCE_FEATURES)
     dense = keras.layers.Dense(y.shape[1], name="linear")
     h = dense(keras.layers.UnitNormalization()(x_in))
     dense.set_weights([w[:-1].astype(np.float32), w[-1].astype(np.float32)])
-    out = keras.layers.UnitNormalization(dtype="float32", name="target_features")(h)
+    out = keras.layers.UnitNormalization(dtype="float32", name=TARGET_FEATURES)(h)
     return keras.Model(x_in, out, name=name)
 
 

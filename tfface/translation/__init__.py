@@ -1,0 +1,1 @@
+"""Feature translation products: translate a feature file, upgrade a gallery index."""
