@@ -69,6 +69,19 @@ def check_free_space(path: str | os.PathLike, needed: int) -> None:
         raise InsufficientSpaceError(target, int(needed), int(free))
 
 
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def _naming_target(err: OSError, target: Path, tmp: Path) -> OSError | None:
+    """A disk-full error of a write into ``tmp`` (a nameless one, or one naming the temporary), renamed
+    to name ``target``, the path the user asked for; ``None`` for any other error."""
+    if isinstance(err, InsufficientSpaceError) or err.errno not in _FULL:
+        return None
+    if err.filename is not None and not str(err.filename).startswith(str(tmp)):
+        return None
+    return OSError(err.errno, err.strerror or os.strerror(err.errno), str(target))
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -159,6 +172,12 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         if tmp_path.exists():
             os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp_path, target)
+    except OSError as err:
+        tmp_path.unlink(missing_ok=True)
+        named = _naming_target(err, target, tmp_path)
+        if named is None:
+            raise
+        raise named from err
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
@@ -182,6 +201,12 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, target)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        named = _naming_target(err, target, tmp)
+        if named is None:
+            raise
+        raise named from err
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -72,6 +72,11 @@ def write_npy(path: str | os.PathLike, blocks: Iterable[np.ndarray], shape: tupl
                 written += block.shape[0]
             if written != shape[0]:
                 raise DataError(f"{path}: {written} rows written, the header says {shape[0]}")
+    except OSError as err:
+        path.unlink(missing_ok=True)
+        if err.filename is None:  # a failed write (ENOSPC, EIO) names no file: name this one
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from err
+        raise
     except BaseException:
         path.unlink(missing_ok=True)
         raise
