@@ -251,6 +251,12 @@ def main(argv: list[str] | None = None) -> int:
     except TffaceError as e:
         print(f"tfface {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a read-only folder, a full disk, a missing file: one line, no traceback
+        where = f"{e.filename} -> {e.filename2}" if e.filename2 is not None else e.filename
+        what = e.strerror or str(e) or type(e).__name__
+        line = f"{where}: {what}" if where is not None else what
+        print(f"tfface {args.command}: error: {' '.join(line.split())}", file=sys.stderr)
+        return 2
     return 0
 
 

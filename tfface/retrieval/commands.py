@@ -3,6 +3,11 @@
 Register with ``add_index_parser(subparsers)`` from ``tfface/cli.py``; every sub-command sets
 ``func`` to one of the ``index_*`` functions below, which raise :class:`~tfface.errors.TffaceError`
 subclasses on bad input (the CLI turns them into one line and exit status 2).
+
+The writers (``build``, ``add``, ``delete``) hold the index's exclusive lock (``<index>.lock`` beside the
+directory, :func:`~tfface.retrieval.locking.index_lock`): ``add`` and ``delete`` across the whole
+load-modify-save, ``build`` while it checks the output and saves. A writer waits ``--lock-timeout``
+seconds (default 60) for another one, then fails with one line naming the index.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from tfface.errors import ConfigError, DataError
+from tfface.retrieval.locking import DEFAULT_LOCK_TIMEOUT
 
 __all__ = [
     "add_index_parser",
@@ -77,20 +83,27 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def _check_build_target(out: Path, overwrite: bool) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise DataError(f"{out}: exists; pass --overwrite to replace it")
+
+
 def index_build(a: argparse.Namespace) -> None:
     """Build an index from ``--features`` and save it to ``-o``."""
     from tfface.retrieval.index import Index
+    from tfface.retrieval.locking import index_lock
 
     out = Path(a.out)
-    if out.exists() and any(out.iterdir()) and not a.overwrite:
-        raise DataError(f"{out}: exists; pass --overwrite to replace it")
+    _check_build_target(out, a.overwrite)
     data = load_feature_file(a.features)
     ids = _ids_from(data, a.id_field, a.features)
     t0 = time.perf_counter()
     index = Index.build(data["features"], ids, metric=a.metric, backend=a.backend,
                         config=parse_overrides(a.set), progress=True)
     secs = time.perf_counter() - t0
-    index.save(out, progress=True)
+    with index_lock(out, a.lock_timeout):
+        _check_build_target(out, a.overwrite)  # again: another writer may have made it meanwhile
+        index.save(out, progress=True)
     cfg = index.config.to_dict() if index.config else None
     print(f"built {len(index)} x {index.dim} ({index.backend}, {index.metric}) in {secs:.1f} s -> {out}")
     print(json.dumps({"config": cfg, "index_bytes_per_vector": round(index.index_bytes() / len(index), 1)}))
@@ -133,6 +146,14 @@ def index_search(a: argparse.Namespace) -> None:
 
 def index_add(a: argparse.Namespace) -> None:
     """Add (or with ``--upsert`` insert-or-replace) the vectors of ``--features``; save in place."""
+    from tfface.retrieval.locking import index_lock
+
+    with index_lock(a.index, a.lock_timeout):
+        msg = _add_locked(a)
+    print(msg)
+
+
+def _add_locked(a: argparse.Namespace) -> str:
     from tfface.retrieval.index import Index
 
     index = Index.load(a.index)
@@ -148,7 +169,7 @@ def index_add(a: argparse.Namespace) -> None:
         msg = f"added {data['features'].shape[0]}"
     rebuilt = index.maybe_rebuild(progress=True)
     index.save(a.index, progress=True)
-    print(f"{msg}; index now holds {len(index)}{' (searcher rebuilt)' if rebuilt else ''} -> {a.index}")
+    return f"{msg}; index now holds {len(index)}{' (searcher rebuilt)' if rebuilt else ''} -> {a.index}"
 
 
 def _parse_ids(values: list[str], kind: str | None) -> np.ndarray:
@@ -163,6 +184,7 @@ def _parse_ids(values: list[str], kind: str | None) -> np.ndarray:
 def index_delete(a: argparse.Namespace) -> None:
     """Delete ids (``--ids`` and/or ``--ids-file``, one per line); save in place (deleted vectors are erased)."""
     from tfface.retrieval.index import Index
+    from tfface.retrieval.locking import index_lock
 
     values = list(a.ids or [])
     if a.ids_file:
@@ -172,10 +194,11 @@ def index_delete(a: argparse.Namespace) -> None:
         values += [line.strip() for line in p.read_text().splitlines() if line.strip()]
     if not values:
         raise ConfigError("index delete: give --ids and/or --ids-file")
-    index = Index.load(a.index)
-    index.delete(_parse_ids(values, index.id_kind))
-    index.maybe_rebuild(progress=True)
-    index.save(a.index, progress=True)
+    with index_lock(a.index, a.lock_timeout):
+        index = Index.load(a.index)
+        index.delete(_parse_ids(values, index.id_kind))
+        index.maybe_rebuild(progress=True)
+        index.save(a.index, progress=True)
     print(f"deleted {len(values)}; index now holds {len(index)} -> {a.index}")
 
 
@@ -209,6 +232,11 @@ def add_index_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p = subparsers.add_parser("index", help="ScaNN gallery index: build, search, add/delete, export")
     sub = p.add_subparsers(dest="index_command", required=True)
 
+    def lock_timeout(s: argparse.ArgumentParser) -> None:
+        s.add_argument("--lock-timeout", type=float, default=DEFAULT_LOCK_TIMEOUT, metavar="SECONDS",
+                       help="wait at most this long for another writer of the index to finish "
+                            f"(default {DEFAULT_LOCK_TIMEOUT:g})")
+
     def id_field(s: argparse.ArgumentParser, default: str) -> None:
         s.add_argument("--id-field", default=default, choices=["auto", "ids", "paths", "labels", "row"],
                        help="array of the features file used as ids (auto: ids, else paths, else row numbers)")
@@ -222,6 +250,7 @@ def add_index_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                    help="ScaNN override, e.g. --set num_leaves=2000 --set reorder_dtype=float32")
     s.add_argument("--overwrite", action="store_true", help="replace an existing index directory")
     id_field(s, "auto")
+    lock_timeout(s)
     s.set_defaults(func=index_build)
 
     s = sub.add_parser("search", help="search the vectors of a features .npz")
@@ -240,12 +269,14 @@ def add_index_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     s.add_argument("--features", required=True)
     s.add_argument("--upsert", action="store_true", help="replace entries whose id exists instead of failing")
     id_field(s, "auto")
+    lock_timeout(s)
     s.set_defaults(func=index_add)
 
     s = sub.add_parser("delete", help="delete ids; saves in place (deleted vectors leave the directory)")
     s.add_argument("index", help="index directory")
     s.add_argument("--ids", nargs="+", help="ids to delete")
     s.add_argument("--ids-file", help="text file, one id per line")
+    lock_timeout(s)
     s.set_defaults(func=index_delete)
 
     s = sub.add_parser("export", help="export for Vertex AI Vector Search (JSONL) or Milvus (NPY/Parquet)")

@@ -11,7 +11,9 @@ old-model features ``source_features [N, Ds]`` float32 to new-model features ``t
 * ``labels``, ``ids`` and ``paths`` are copied member by member, byte for byte, after their ``.npy``
   headers are checked against the row count;
 * the output is written to a hidden temporary file beside ``out_path`` and renamed at the end: an
-  interrupted or failed run leaves no half-written gallery, and an existing output stays as it was.
+  interrupted or failed run leaves no half-written gallery, and an existing output stays as it was;
+* the output's size is known once the first block is translated, and is checked against the free disk
+  space before anything is written (:class:`~tfface.atomic.InsufficientSpaceError`, an ``OSError``).
 
 The translator may be a SavedModel version directory (``<base>/<name>/<version>``), a TF Serving base
 directory (the highest integer version is used), a ``.keras`` file (loaded with ``safe_mode=True``), an
@@ -38,7 +40,7 @@ from typing import Any
 import numpy as np
 from numpy.lib import format as npformat
 
-from tfface.atomic import atomic_path
+from tfface.atomic import atomic_path, check_free_space
 from tfface.data.features import feature_file_shape, member_header
 from tfface.errors import ConfigError, DataError
 
@@ -267,6 +269,7 @@ def translate_features(translator: Any, in_path: str | os.PathLike, out_path: st
             dt = tr.output_dim or tr(np.zeros((1, d), np.float32)).shape[1]
             first = np.zeros((0, dt), np.float32)
         dt = int(first.shape[1])
+        check_free_space(out, _output_bytes(zin, members, n, dt))
         from tqdm import tqdm
 
         with atomic_path(out, suffix=".npz") as tmp, \
@@ -290,6 +293,12 @@ def translate_features(translator: Any, in_path: str | os.PathLike, out_path: st
                 with zin.open(name) as fin, zout.open(name, "w", force_zip64=True) as fout:
                     shutil.copyfileobj(fin, fout, 1 << 20)
     return TranslateReport(out, n, d, dt, time.perf_counter() - t0, tr.source)
+
+
+def _output_bytes(zin: zipfile.ZipFile, members: list[str], n: int, dt: int) -> int:
+    """An upper bound on the size of the output zip: the float32 features, the copied members, zip headers."""
+    per_member = 1024  # local + central headers with zip64 extras, and the .npy header of features
+    return n * dt * 4 + sum(zin.getinfo(m).file_size for m in members) + per_member * (len(members) + 2)
 
 
 def _chain(first: np.ndarray, rest):
