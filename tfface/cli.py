@@ -67,22 +67,59 @@ def cmd_train_ddl(a) -> None:
     print(json.dumps(summary, indent=2, default=str))
 
 
+def _fmt(v) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
+
+
+def _eval_table(report: dict) -> list[str]:
+    """The headline numbers of an evaluation report as a short text table."""
+    lines = []
+    ver = report.get("verification")
+    if ver:
+        lines.append(f"verification ({ver['num_positive']} genuine / {ver['num_negative']} impostor pairs, "
+                     f"{ver['n_folds']}-fold)")
+        lines.append(f"  {'accuracy':<16} {_fmt(ver['accuracy'])} +- {ver['accuracy_std']:.4f}")
+        lines.append(f"  {'AUC':<16} {_fmt(ver['auc'])}")
+        lines.append(f"  {'EER':<16} {_fmt(ver['eer'])}")
+        for far, tar in ver["tar_at_far"].items():
+            lines.append(f"  {'TAR@FAR=' + far:<16} {_fmt(tar)}")
+    rows = [("without distractors", report.get("identification_no_distractors")),
+            (None, report.get("identification"))]
+    rows = [(name, r) for name, r in rows if r]
+    if len(rows) == 2 and not rows[1][1]["num_distractors"]:
+        rows = rows[:1]  # no distractors given: the two results are the same
+    if rows:
+        first = rows[0][1]
+        lines.append(f"identification ({first['num_searches']} searches, gallery {first['gallery_size']})")
+        lines.append(f"  {'':<38} rank-1  rank-5")
+        for name, r in rows:
+            label = name or (f"with {r['num_distractors']} distractors" if r["num_distractors"]
+                             else "no distractors given")
+            ranks = r["rank_accuracy"]
+            lines.append(f"  {label:<38} {_fmt(ranks.get('1'))}  {_fmt(ranks.get('5'))}")
+    return lines
+
+
 def cmd_eval(a) -> None:
     from tfface.eval.evaluate import evaluate_feature_files
 
     report = evaluate_feature_files(a.probe, gallery=a.gallery, distractors=a.distractors, out_dir=a.out)
-    print(json.dumps(report, indent=2))
+    print("\n".join(_eval_table(report)))
+    print(f"full report: {Path(a.out) / 'report.json'} (plots beside it)")
 
 
 def cmd_extract(a) -> None:
-    from tfface.data.sources import load_images
+    from tfface.data.sources import load_faces
     from tfface.embed import Embedder, extract_features, get_preprocessing
 
     get_preprocessing(a.preprocessing)  # an unknown name fails before any work
     emb = Embedder.load(a.model, a.preprocessing)
-    images, labels, paths = load_images(a.data, size=None)
-    extract_features(emb, images, labels, a.output, paths=paths)
-    print(f"wrote {len(labels)} features of dimension {emb.dim} to {a.output}")
+    faces = load_faces(a.data, size=None)
+    # images of another size than the model's are aligned with their landmarks (rendered sets), or
+    # resized with a warning; a progress bar over batches goes to stderr
+    extract_features(emb, faces.images, faces.labels, a.output, paths=faces.paths,
+                     landmarks5=faces.landmarks5, progress=True)
+    print(f"wrote {len(faces.labels)} features of dimension {emb.dim} to {a.output}")
 
 
 def cmd_export(a) -> None:
@@ -179,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--probe", required=True, help="features .npz of the labelled test set")
     s.add_argument("--gallery", help="features .npz of the gallery (default: first image of each identity)")
     s.add_argument("--distractors", help="features .npz of distractors")
-    s.add_argument("--out", default="runs/eval")
+    s.add_argument("--out", default="runs/eval", help="folder for report.json (the full results) and the plots")
     s.set_defaults(func=cmd_eval)
 
     s = sub.add_parser("extract", help="extract features of a dataset with any embedder")

@@ -10,7 +10,8 @@ one ``nuisance_<name>`` array per nuisance factor (``nuisance_expression`` is (N
 
 Example::
 
-    from tfface.data import FaceDataConfig, render_dataset
+    from tfface.data.builtin import render_dataset
+    from tfface.data.synthetic import FaceDataConfig
     data = render_dataset(FaceDataConfig(num_identities=20, images_per_identity=5, image_size=64))
     data.images.shape, data.nuisance["yaw"][:3]
 """
@@ -24,6 +25,7 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +33,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from tfface.atomic import atomic_path
+from tfface.data.features import open_npz, safe_reason
 from tfface.data.synthetic import FaceDataConfig, NuisanceConfig, default_model, render_identity
 from tfface.errors import DataError
 
@@ -128,6 +131,11 @@ def render_dataset(
     path = cache / f"faces-{cache_key(cfg)}.npz"
     if use_cache and path.is_file():
         return load_dataset(path)
+    if getattr(mp.current_process(), "_inheriting", False):
+        # We are a spawned worker re-running an unguarded script's top level while it starts: starting
+        # processes here is impossible. Leave quietly; the parent renders in one process instead.
+        raise SystemExit("tfface: render_dataset called while a worker process starts (the script has no "
+                         "`if __name__ == \"__main__\":` guard); the parent renders without workers")
     workers = workers or min(os.cpu_count() or 1, 4)
     ids = list(range(cfg.identity_offset, cfg.identity_offset + cfg.num_identities))
     chunk = max(1, min(16, len(ids) // (4 * workers) or 1))
@@ -135,19 +143,26 @@ def render_dataset(
     bar = tqdm(total=len(ids) * cfg.images_per_identity, desc=f"render {cfg.image_size}px faces",
                unit="img", disable=not progress)
     results: list = [None] * len(chunks)
-    if workers == 1 or len(chunks) == 1:
-        for k, c in enumerate(chunks):
+    if workers > 1 and len(chunks) > 1:
+        try:
+            # spawn: safe even when TensorFlow's threads already run in this process. One BLAS thread
+            # per worker: the per-image matrices are small, and oversubscribed BLAS threads made 2
+            # workers 3x slower than 1 on 2 cores.
+            with _single_threaded_blas(), cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+                futures = {pool.submit(_render_chunk, cfg, c): k for k, c in enumerate(chunks)}
+                for f in cf.as_completed(futures):
+                    results[futures[f]] = f.result()
+                    bar.update(len(chunks[futures[f]]) * cfg.images_per_identity)
+        except cf.process.BrokenProcessPool:
+            # Typically a script without an `if __name__ == "__main__":` guard: each spawned worker
+            # re-runs it and stops. Render what is missing here, in this process.
+            warnings.warn("render_dataset: the worker processes stopped (a script calling it needs an "
+                          "`if __name__ == \"__main__\":` guard to render in parallel); rendering in one "
+                          "process instead", RuntimeWarning, stacklevel=2)
+    for k, c in enumerate(chunks):
+        if results[k] is None:
             results[k] = _render_chunk(cfg, c)
             bar.update(len(c) * cfg.images_per_identity)
-    else:
-        # spawn: safe even when TensorFlow's threads already run in this process. One BLAS thread per
-        # worker: the per-image matrices are small, and oversubscribed BLAS threads made 2 workers
-        # 3x slower than 1 on 2 cores.
-        with _single_threaded_blas(), cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            futures = {pool.submit(_render_chunk, cfg, c): k for k, c in enumerate(chunks)}
-            for f in cf.as_completed(futures):
-                results[futures[f]] = f.result()
-                bar.update(len(chunks[futures[f]]) * cfg.images_per_identity)
     bar.close()
     data = _assemble(cfg, [r for chunk_res in results for r in chunk_res])
     if use_cache:
@@ -175,7 +190,7 @@ def load_dataset(path: str | os.PathLike) -> FaceDataset:
     if not path.is_file():
         raise DataError(f"rendered face set not found: {path}")
     try:
-        with np.load(path, allow_pickle=False) as d:
+        with open_npz(path, "rendered face set") as d:
             missing = {"images", "labels", "identities", "landmarks5"} - set(d.files)
             if missing:
                 raise DataError(f"{path}: missing fields {sorted(missing)}")
@@ -191,4 +206,4 @@ def load_dataset(path: str | os.PathLike) -> FaceDataset:
     except (OSError, ValueError, KeyError) as e:
         if isinstance(e, DataError):
             raise
-        raise DataError(f"{path}: not a readable face set ({e})") from e
+        raise DataError(f"{path}: not a readable face set ({safe_reason(e)})") from e

@@ -123,6 +123,38 @@ def save_features(path: str | os.PathLike, features, labels, ids=None, paths=Non
     return Path(path)
 
 
+def safe_reason(e: BaseException) -> str:
+    """The text of a numpy/zip read error, without numpy's hint to load pickled data unsafely."""
+    text = str(e)
+    if "pickle" in text:
+        return "it holds pickled Python objects, which tfface never loads"
+    return text
+
+
+def open_npz(path: str | os.PathLike, what: str = "npz file") -> np.lib.npyio.NpzFile:
+    """``np.load(path, allow_pickle=False)`` as an open :class:`~numpy.lib.npyio.NpzFile`.
+
+    A file that is not a zip archive of ``.npy`` members (a text file, a single ``.npy``, a pickle) raises
+    :class:`DataError` naming the file and ``what`` was expected; no message points to unsafe loading.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{what} not found: {p}")
+    try:
+        is_zip = zipfile.is_zipfile(p)
+    except OSError as e:
+        raise DataError(f"{p}: cannot be read ({e})") from e
+    if not is_zip:
+        raise DataError(f"{p}: not an .npz {what} (not a zip archive of .npy arrays)")
+    try:
+        d = np.load(p, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(f"{p}: not a readable {what} ({safe_reason(e)})") from e
+    if not isinstance(d, np.lib.npyio.NpzFile):
+        raise DataError(f"{p}: not an .npz {what} (it holds a single array)")
+    return d
+
+
 def load_features(path: str | os.PathLike, expected_dim: int | None = None,
                   allow_nonfinite: bool = False) -> FeatureSet:
     """Read and validate a feature file; errors name the file and field (and both dimensions).
@@ -136,22 +168,19 @@ def load_features(path: str | os.PathLike, expected_dim: int | None = None,
         raise DataError(f"feature file not found: {p}")
     arrays: dict[str, np.ndarray] = {}
     try:
-        d = np.load(p, allow_pickle=False)
-        if not isinstance(d, np.lib.npyio.NpzFile):
-            raise DataError(f"{p}: not an .npz feature file (it holds a single array)")
-        with d:
+        with open_npz(p, "feature file") as d:
             for name in FIELDS:
                 if name not in d.files:
                     continue
                 try:
                     arrays[name] = d[name]
                 except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-                    raise DataError(f"{p}: field '{name}' cannot be read ({e})") from e
+                    raise DataError(f"{p}: field '{name}' cannot be read ({safe_reason(e)})") from e
             names = sorted(d.files)
     except DataError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise DataError(f"{p}: not a readable feature file ({e})") from e
+        raise DataError(f"{p}: not a readable feature file ({safe_reason(e)})") from e
     if "features" not in arrays:
         raise DataError(f"{p}: missing field 'features' (the file has {names})")
     if "labels" not in arrays:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -24,8 +25,35 @@ def _resize(images: np.ndarray, size: int | None) -> np.ndarray:
     return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BILINEAR)) for im in images])
 
 
+class Faces(NamedTuple):
+    """Labelled face images, with their 5-point landmarks where the source has them."""
+
+    images: np.ndarray  #: uint8 [N, H, W, 3]
+    labels: np.ndarray  #: int64 [N]
+    paths: list[str] | None
+    landmarks5: np.ndarray | None  #: float32 [N, 5, 2] pixels, ArcFace order (rendered sets), or None
+
+
+def load_faces(path: str | os.PathLike, size: int | None = None, progress: bool = True) -> Faces:
+    """:func:`load_images` plus the landmarks: a rendered ``.npz`` has them (scaled with ``size``), others not."""
+    if str(path).endswith(".npz") and not Path(path).is_dir():
+        from tfface.data.builtin import load_dataset
+
+        data = load_dataset(path)
+        lms = data.landmarks5.astype(np.float32)
+        if size is not None and data.images.shape[1:3] != (size, size):
+            h, w = data.images.shape[1:3]
+            # pixel-index coordinates: pixel i's centre maps to (i + 0.5) * s - 0.5
+            lms = ((lms + 0.5) * np.array([size / w, size / h], np.float32) - 0.5).astype(np.float32)
+        return Faces(_resize(data.images, size), data.labels, None, lms)
+    return Faces(*load_images(path, size=size, progress=progress), None)
+
+
 def load_images(path: str | os.PathLike, size: int | None = None, progress: bool = True):
-    """(images uint8 [N, H, W, 3], labels int64 [N], paths list[str] or None) from ``path``."""
+    """(images uint8 [N, H, W, 3], labels int64 [N], paths list[str] or None) from ``path``.
+
+    :func:`load_faces` also returns the landmarks, where the source has them.
+    """
     p = Path(path)
     s = str(path)
     if p.is_dir():

@@ -79,12 +79,30 @@ class Embedder:
 
     # ------------------------------------------------------------------------------------------- embedding
     def embed(self, images: np.ndarray, batch_size: int = 64, normalize: bool = True,
-              progress: bool = False) -> np.ndarray:
-        """Embed RGB images in 0..255 shaped ``(N, H, W, 3)``; float32 ``(N, D)``, unit rows if ``normalize``."""
+              progress: bool = False, landmarks5: np.ndarray | None = None) -> np.ndarray:
+        """Embed RGB images in 0..255 shaped ``(N, H, W, 3)``; float32 ``(N, D)``, unit rows if ``normalize``.
+
+        Images of the model's input size are used as they are. Images of another size are aligned to the
+        model's crop with the 5-point similarity transform (:func:`~tfface.data.alignment.align_face`,
+        the ArcFace template scaled to the input size) when ``landmarks5`` ``(N, 5, 2)`` (pixels, ArcFace
+        order) are given; without landmarks they are resized, which does not align them, and a
+        ``UserWarning`` naming both sizes says so (once per call).
+        """
         images = check_images(images)
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         n = len(images)
+        model_hw = tuple(int(v) for v in self._preprocessing.input_size)
+        align = None
+        if n and tuple(images.shape[1:3]) != model_hw:
+            if landmarks5 is not None:
+                align = _aligner(landmarks5, n, model_hw)
+            else:
+                warnings.warn(
+                    f"{self._name}: images are {images.shape[1]}x{images.shape[2]} (HxW) but the model takes "
+                    f"{model_hw[0]}x{model_hw[1]}; no landmarks given, so they are resized without alignment "
+                    "(align faces to the model's crop, or pass landmarks5, for full accuracy)",
+                    UserWarning, stacklevel=2)
         step = self._fixed_batch or batch_size
         starts = range(0, n, step)
         if progress:
@@ -93,7 +111,8 @@ class Embedder:
             starts = tqdm(starts, desc=f"embed {self._name}", unit="batch")
         chunks = []
         for i in starts:
-            x = self._preprocessing(images[i:i + step])
+            batch = images[i:i + step]
+            x = self._preprocessing(batch if align is None else align(batch, i))
             m = len(x)
             if self._fixed_batch and m < self._fixed_batch:
                 x = np.concatenate([x, np.zeros((self._fixed_batch - m, *x.shape[1:]), x.dtype)])
@@ -251,13 +270,11 @@ class Embedder:
     def from_keras_file(cls, path: str | os.PathLike, preprocessing: str | Preprocessing,
                         custom_objects: dict | None = None, name: str | None = None) -> Embedder:
         """A ``.keras`` file, loaded with ``keras.saving.load_model(path, safe_mode=True)``."""
-        import keras
+        from tfface.keras_files import load_keras_file
 
         path = Path(path)
         _require_exists(path)
-        with contextlib.suppress(ImportError):
-            import tfface.nets  # noqa: F401  registers tfface's serialisable layers, if any
-        model = keras.saving.load_model(path, custom_objects=custom_objects, safe_mode=True, compile=False)
+        model = load_keras_file(path, "model", custom_objects=custom_objects)  # safe_mode=True
         return cls.from_keras(model, preprocessing, name=name or f"keras:{path.name}")
 
     @classmethod
@@ -297,8 +314,11 @@ class Embedder:
 def extract_features(embedder: Embedder, images: np.ndarray, labels: Sequence[int] | np.ndarray,
                      out_path: str | os.PathLike, ids: Sequence | np.ndarray | None = None,
                      paths: Sequence[str | os.PathLike] | None = None, batch_size: int = 64,
-                     progress: bool = False) -> Path:
+                     progress: bool = True, landmarks5: np.ndarray | None = None) -> Path:
     """Embed ``images`` (unit rows) and write the feature file; returns its path.
+
+    A progress bar over batches goes to stderr unless ``progress=False``. ``landmarks5`` (N, 5, 2)
+    align images whose size is not the model's (see :meth:`Embedder.embed`).
 
     The file is an uncompressed ``.npz`` (written atomically) with ``features`` float32 (N, D), ``labels``
     int64 (N,), and ``ids`` / ``paths`` (N,) when given (strings are stored as numpy unicode, so
@@ -308,11 +328,30 @@ def extract_features(embedder: Embedder, images: np.ndarray, labels: Sequence[in
     labels = _column(labels, n, "labels")
     ids = None if ids is None else _column(ids, n, "ids")
     paths = None if paths is None else _column([str(p) for p in paths], n, "paths")
-    features = embedder.embed(images, batch_size=batch_size, normalize=True, progress=progress)
+    features = embedder.embed(images, batch_size=batch_size, normalize=True, progress=progress,
+                              landmarks5=landmarks5)
     return save_features(out_path, features, labels, ids=ids, paths=paths)
 
 
 # ------------------------------------------------------------------------------------------------- helpers
+def _aligner(landmarks5: Any, n: int, model_hw: tuple[int, int]) -> Callable[[np.ndarray, int], np.ndarray]:
+    """``align(batch, start)``: the batch's images warped so their landmarks land on the model's template."""
+    from tfface.data.alignment import align_face
+
+    lms = np.asarray(landmarks5, np.float64)
+    if lms.shape != (n, 5, 2):
+        raise DataError(f"landmarks5 must have shape ({n}, 5, 2) to match the images, got {lms.shape}")
+    h, w = model_hw
+    template = "arcface112x96" if h * 96 == w * 112 else "arcface112"  # scaled to (h, w)
+
+    def align(batch: np.ndarray, start: int) -> np.ndarray:
+        imgs = batch if batch.dtype == np.uint8 else np.clip(np.round(batch), 0, 255).astype(np.uint8)
+        return np.stack([align_face(im, lms[start + k], template, output_size=(h, w))
+                         for k, im in enumerate(imgs)])
+
+    return align
+
+
 def _column(values: Any, n: int, what: str) -> np.ndarray:
     arr = np.asarray(values)
     if arr.dtype == object:

@@ -2,8 +2,10 @@
 
 The split follows the usual closed-set convention: the first image of each identity is enrolled
 in the gallery, every other image is a probe; distractors (identities disjoint from the test set)
-are added to the gallery for identification. Verification uses ``n_pairs`` same and ``n_pairs``
-different pairs drawn from the whole test set.
+are added to the gallery for identification. Verification uses balanced pairs drawn from the whole
+test set: ``n_pairs`` same and ``n_pairs`` different pairs, or, when the set makes fewer than ``n_pairs``
+same-identity pairs, all of those and as many different pairs (so accuracy 0.5, not the share of
+impostor pairs, is what a constant answer scores).
 """
 
 from __future__ import annotations
@@ -56,13 +58,23 @@ def evaluate_embeddings(
     seed: int = 0,
     ranks: tuple[int, ...] = (1, 5, 10),
     search=None,
+    balanced: bool = True,
 ) -> FaceEvaluation:
-    """Verification, identification (with and without distractors) and similarity distributions."""
+    """Verification, identification (with and without distractors) and similarity distributions.
+
+    Verification pairs are balanced (as many different-identity pairs as same-identity pairs) unless
+    ``balanced=False``, which keeps ``n_pairs`` different pairs whatever the number of same pairs.
+    """
     features = np.asarray(features, np.float32)
     labels = np.asarray(labels)
     _, counts = np.unique(labels, return_counts=True)
-    n_pos = int(min(n_pairs, (counts * (counts - 1) // 2).sum()))  # small test sets have fewer positives
-    i1, i2, same = make_pairs(labels, n_pos, n_pairs, seed=seed)
+    total_pos = int((counts * (counts - 1) // 2).sum())
+    total_neg = len(labels) * (len(labels) - 1) // 2 - total_pos
+    n_pos = min(n_pairs, total_pos)  # small test sets have fewer positives
+    n_neg = min(n_pos if balanced else n_pairs, total_neg)
+    if balanced:
+        n_pos = min(n_pos, n_neg)
+    i1, i2, same = make_pairs(labels, n_pos, n_neg, seed=seed)
     ver = verification(features[i1], features[i2], same)
     g, p = gallery_split(labels)
     ident = identify(features[p], labels[p], features[g], labels[g], distractors=distractors, ranks=ranks,

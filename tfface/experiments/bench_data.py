@@ -11,6 +11,8 @@ import concurrent.futures as cf
 import multiprocessing as mp
 import time
 
+from tqdm.auto import tqdm
+
 from tfface.data.builtin import _single_threaded_blas
 from tfface.data.synthetic import FaceDataConfig, default_model, render_identity
 
@@ -25,15 +27,20 @@ def _time_render(size: int, identities: int, images: int, offset: int) -> tuple[
     return identities * images, time.perf_counter() - t0
 
 
-def bench_data(sizes=(56, 64, 96, 112), identities: int = 40, images: int = 10, workers: int = 2) -> dict:
+def bench_data(sizes=(56, 64, 96, 112), identities: int = 40, images: int = 10, workers: int = 2,
+               progress: bool = True) -> dict:
     results = []
-    with _single_threaded_blas():
+    # one step per measurement (each size: 1 worker, then ``workers``), to stderr
+    bar = tqdm(total=2 * len(sizes), desc="bench data", unit="run", disable=not progress)
+    with _single_threaded_blas(), bar:
         ctx = mp.get_context("spawn")
         for size in sizes:
             with cf.ProcessPoolExecutor(1, mp_context=ctx) as pool:
                 n, dt = pool.submit(_time_render, size, identities, images, 0).result()
             results.append({"size": size, "workers": 1, "images": n, "seconds": round(dt, 3),
                             "images_per_s": round(n / dt, 1)})
+            bar.set_postfix_str(f"{size}px x1: {n / dt:.0f} img/s")
+            bar.update()
             with cf.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
                 # warm both workers first, then time them rendering disjoint identities together
                 list(pool.map(_time_render, [size] * workers, [1] * workers, [1] * workers, [20_000] * workers))
@@ -43,4 +50,6 @@ def bench_data(sizes=(56, 64, 96, 112), identities: int = 40, images: int = 10, 
                 dt = time.perf_counter() - t0
             results.append({"size": size, "workers": workers, "images": n, "seconds": round(dt, 3),
                             "images_per_s": round(n / dt, 1)})
+            bar.set_postfix_str(f"{size}px x{workers}: {n / dt:.0f} img/s")
+            bar.update()
     return {"benchmark": "data", "target": "rendering >= 100 images/s at 112x112 on one core", "results": results}

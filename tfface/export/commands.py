@@ -22,16 +22,14 @@ def run_export(a) -> None:
         if not report.get("ok", False):
             raise DataError(f"{a.path}: SavedModel check failed: " + "; ".join(report.get("problems", [])))
         return
-    import keras
-
-    import tfface.nets  # noqa: F401  (registers tfface's serialisable layers)
     from tfface.export.onnx import export_onnx, onnx_parity
     from tfface.export.saved_model import export_saved_model
+    from tfface.keras_files import load_keras_file
 
     src = Path(a.path)
     if not src.is_file():
         raise DataError(f"model file not found: {src}")
-    model = keras.saving.load_model(src, safe_mode=True)
+    model = load_keras_file(src, "model")  # safe_mode=True: a Lambda layer is refused, naming the file
     shape = tuple(model.input_shape[1:])
     version_dir = export_saved_model(model, a.out, name=a.name, version=a.version, input_shape=shape,
                                      input_name=a.input_name, output_name=a.output_name, overwrite=a.overwrite)

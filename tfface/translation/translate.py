@@ -180,14 +180,9 @@ def load_translator(translator: Any, input_name: str = INPUT_NAME, output_name: 
             raise DataError(f"translator not found: {path}")
         if path.suffix != ".keras":
             raise DataError(f"translator {path}: expected a SavedModel directory or a .keras file")
-        import keras
+        from tfface.keras_files import load_keras_file
 
-        import tfface.nets  # noqa: F401  (registers tfface's serialisable layers)
-
-        try:
-            model = keras.saving.load_model(path, safe_mode=True)
-        except Exception as e:  # noqa: BLE001 - Keras raises many types for a bad archive
-            raise DataError(f"translator {path}: cannot load the .keras file ({type(e).__name__}: {e})"[:1000]) from e
+        model = load_keras_file(path, "translator")  # safe_mode=True; one-line DataError naming the file
         return _from_keras(model, output_name, str(path))
     import keras
 
