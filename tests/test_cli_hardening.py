@@ -168,7 +168,7 @@ def test_extract_aligns_rendered_faces_and_shows_progress(tmp_path, capsys):
 
 
 def test_bench_data_shows_progress(capsys):
-    from tfface.bench.data import bench_data
+    from tfface.experiments.bench_data import bench_data
 
     bench_data(sizes=(56,), identities=1, images=1, workers=1)
     err = capsys.readouterr().err
