@@ -34,7 +34,7 @@ def test_render_bad_config_names_the_key(tmp_path, capsys):
 
 def test_train_unknown_recipe_key(tmp_path, capsys):
     r = tmp_path / "r.yaml"
-    r.write_text("name: x\ntrain: {epochs: 1, learnig_rate: 0.1}\n")
+    r.write_text("name: x\nmethod: recognizer\ntrain: {epochs: 1, learnig_rate: 0.1}\n")
     assert main(["train", str(r)]) == 2
     err = capsys.readouterr().err
     assert "train.learnig_rate" in err and "r.yaml" in err
@@ -98,6 +98,7 @@ def test_train_recipe_end_to_end(tmp_path, monkeypatch):
     r = tmp_path / "tiny.yaml"
     r.write_text(
         "name: tiny\n"
+        "method: recognizer\n"
         "data: {builtin: {num_identities: 4, images_per_identity: 4, image_size: 56}}\n"
         "model: {backbone: mobilenet_v2, backbone_kwargs: {width: 0.25, last_channels: 32}, embedding_dim: 16}\n"
         "train: {epochs: 1, batch_size: 8, optimizer: adamw, learning_rate: 0.001}\n"
@@ -109,7 +110,7 @@ def test_train_recipe_end_to_end(tmp_path, monkeypatch):
 
 
 def test_train_ddl_and_bench_bad_input_exit_2(tmp_path, capsys):
-    assert main(["train-ddl", str(tmp_path / "missing.yaml")]) == 2
+    assert main(["train", str(tmp_path / "missing.yaml")]) == 2
     assert "missing.yaml" in capsys.readouterr().err
     assert main(["bench", "r3an", "--seeds", "0", "--out", str(tmp_path / "r.json")]) == 2
     assert "--seeds" in capsys.readouterr().err

@@ -1,5 +1,7 @@
 """DDL fine-tuning: hard-sample splits and batches, a tiny fit, 1 vs 2 replica parity, bad input."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -140,7 +142,8 @@ def test_two_replicas_match_one_device_on_the_same_global_batch(two_cpu_strategy
 
 
 def test_recipe_runs_end_to_end_with_strict_config(tmp_path):
-    from tfface.training.ddl import load_ddl_recipe, train_ddl_recipe
+    from tfface.experiments.recipes import load_experiment
+    from tfface.methods.ddl.config import load_ddl_recipe
 
     embedder_path = tmp_path / "embedder.keras"
     rec = build_recognizer("mobilenet_v2", (56, 56, 3), embedding_dim=16, num_classes=4,
@@ -149,6 +152,7 @@ def test_recipe_runs_end_to_end_with_strict_config(tmp_path):
     recipe = tmp_path / "ddl.yaml"
     recipe.write_text(f"""
 name: tiny_ddl
+method: ddl
 pretrained: {{embedder: {embedder_path}, recipe: null}}
 data:
   builtin: {{num_identities: 6, images_per_identity: 4, image_size: 56, identity_offset: 50000}}
@@ -157,7 +161,10 @@ loss: {{bins: 201}}
 train: {{b: 4, steps: 2, epochs: 1}}
 eval: {{identities: 4, images_per_identity: 3, distractors: 4}}
 """)
-    report = train_ddl_recipe(recipe, tmp_path / "out")
+    method, loaded, _ = load_experiment(recipe)
+    report = method.run(loaded, out_dir=tmp_path / "out")
+    record = json.loads((tmp_path / "out" / "history.json").read_text())
+    assert record["recipe"]["train"]["steps"] == 2 and len(record["history"]["finetune"]["loss"]) == 1
     assert set(report["eval"]["finetuned"]) == {"easy", "x8"}
     assert {"tar@far=0.01", "rank1", "overlap", "margin", "gap"} <= set(report["eval"]["finetuned"]["x8"])
     assert (tmp_path / "out" / "embedder.keras").is_file() and (tmp_path / "out" / "histograms.png").is_file()

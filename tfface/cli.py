@@ -48,23 +48,15 @@ def cmd_render(a) -> None:
 
 
 def cmd_train(a) -> None:
-    from tfface.methods.recognizer.config import load_recipe
-    from tfface.training.fit import train_recipe
+    from tfface.experiments.recipes import load_experiment
 
-    recipe = load_recipe(a.recipe)
+    overrides = list(a.set or [])
     if a.profile_batch is not None:
-        import dataclasses
-
-        recipe = recipe.replace(train=dataclasses.replace(recipe.train, profile_batch=a.profile_batch))
-    result = train_recipe(recipe, out_dir=a.out, epochs=a.epochs)
-    print(json.dumps(result.summary(), indent=2))
-
-
-def cmd_train_ddl(a) -> None:
-    from tfface.training.ddl import train_ddl_recipe
-
-    summary = train_ddl_recipe(a.recipe, out_dir=a.out)
-    print(json.dumps(summary, indent=2, default=str))
+        overrides.append(f"train.profile_batch={a.profile_batch}")
+    method, recipe, path = load_experiment(a.recipe, overrides=overrides, epochs=a.epochs)
+    print(f"training {method.name} recipe {recipe.name!r} from {path}", file=sys.stderr)
+    summary = method.run(recipe, out_dir=a.out)
+    print(json.dumps(summary, indent=2, default=str)[:20000])
 
 
 def _fmt(v) -> str:
@@ -200,17 +192,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--preview", help="write a PNG grid of the first identities")
     s.set_defaults(func=cmd_render)
 
-    s = sub.add_parser("train", help="train a recognizer from a recipe YAML")
-    s.add_argument("recipe")
-    s.add_argument("--out", help="output folder (default: the recipe's output_dir)")
-    s.add_argument("--epochs", type=int, help="override train.epochs")
-    s.add_argument("--profile-batch", type=int, help="write a profiler trace of this batch to TensorBoard")
+    s = sub.add_parser("train", help="train any method from its recipe YAML (the recipe's method: key)")
+    s.add_argument("recipe", help="a recipe YAML, or the name of a packaged one (e.g. recognizer_small, "
+                                  "r3an_builtin, ddl_resolution)")
+    s.add_argument("--out", help="output folder (default: the recipe's output_dir, runs/<name>)")
+    s.add_argument("--epochs", type=int, help="override the recipe's train.epochs (the schedule and the record "
+                                              "follow)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override any recipe field, e.g. --set train.learning_rate=0.05 (repeatable; YAML values)")
+    s.add_argument("--profile-batch", type=int, help="write a profiler trace of this batch to TensorBoard "
+                                                     "(recognizer recipes)")
     s.set_defaults(func=cmd_train)
-
-    s = sub.add_parser("train-ddl", help="fine-tune a recognizer with the distribution distillation loss (DDL)")
-    s.add_argument("recipe", help="a DDL recipe YAML, e.g. recipes/ddl_resolution.yaml")
-    s.add_argument("--out", help="output folder (default: the recipe's output_dir)")
-    s.set_defaults(func=cmd_train_ddl)
 
     s = sub.add_parser("eval", help="verification and identification from feature files")
     s.add_argument("--probe", required=True, help="features .npz of the labelled test set")

@@ -50,18 +50,11 @@ import numpy as np
 
 from tfface.data.synthetic import FaceDataConfig, NuisanceConfig
 from tfface.losses.ddl import DDLLossConfig
-from tfface.training.ddl import (
-    DDLDataSpec,
-    DDLEvalSpec,
-    DDLModelSpec,
-    DDLTrainSpec,
-    SplitSpec,
-    builtin_test_sets,
-    evaluate_embedder,
-    finetune_ddl,
-    make_split,
-    real_test_sets,
-)
+from tfface.methods.ddl.config import DDLDataSpec, DDLEvalSpec, DDLModelSpec, DDLTrainSpec, SplitSpec
+from tfface.methods.ddl.data import make_split
+from tfface.methods.ddl.evaluation import evaluate_embedder
+from tfface.methods.ddl.protocol import builtin_test_sets, real_test_sets
+from tfface.training.ddl import finetune_ddl
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +132,7 @@ def _data_specs(cfg: BenchConfig) -> dict[str, DDLDataSpec]:
 
 def _pretrain(cfg: BenchConfig, seed: int, images, labels, out: Path):
     from tfface.methods.recognizer.config import DataSpec, ModelSpec, RecognizerRecipe, TrainSpec
-    from tfface.training.fit import train_recognizer
+    from tfface.training.recognizer import train_recognizer
 
     recipe = RecognizerRecipe(
         name=f"ddl_bench_pretrain_{seed}",

@@ -66,7 +66,7 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, workers: int | 
     from tfface.eval.plots import plot_cmc, plot_roc, plot_similarity_histograms
     from tfface.eval.report import write_json
     from tfface.experiments.machine import describe, machine_info
-    from tfface.training.fit import train_recognizer
+    from tfface.training.recognizer import train_recognizer
 
     t_start = time.perf_counter()
     out = Path(out)

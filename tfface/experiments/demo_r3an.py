@@ -44,27 +44,19 @@ def save_reconstruction_grid(grid: np.ndarray, path: Path, pairs_per_row: int = 
 
 def run_translation(train, test, distract, old, new, out: Path, quick: bool = False) -> dict:
     """``old``/``new``: :class:`tfface.embed.Embedder`; returns the report section (JSON-able)."""
-    from tfface.export import check_saved_model, export_saved_model
-    from tfface.export.onnx import export_onnx, onnx_parity
+    from tfface.experiments.train_r3an import export_translator
+    from tfface.experiments.translators import embed_sets, own_top1, train_and_evaluate
     from tfface.methods.r3an import R3ANConfig
     from tfface.methods.r3an.data import build_pairs
-    from tfface.methods.r3an.evaluation import (
-        compatibility_matrix,
-        cross_top1,
-        error_reduction,
-        evaluate_translated,
-        plot_projection,
-    )
-    from tfface.training.r3an import reconstruction_grid, train_translator
+    from tfface.methods.r3an.evaluation import compatibility_matrix, error_reduction, plot_projection
+    from tfface.training.r3an import reconstruction_grid
 
     budget = QUICK_BUDGET if quick else DEMO_BUDGET
     out = Path(out)
     t0 = time.perf_counter()
     pairs = build_pairs(train.images, train.labels, old, new)
-    feats = {"old": old.embed(test.images), "new": new.embed(test.images)}
-    dfeats = {"old": old.embed(distract.images), "new": new.embed(distract.images)}
-    lab = test.labels
-    results, translators, seconds, translated = {}, {}, {}, {}
+    sets = embed_sets(test, distract, old, new)
+    results, translators, translated = {}, {}, {}
     for method in ("linear", "fc", "r3an"):
         if method == "linear":
             cfg = "linear"
@@ -75,43 +67,31 @@ def run_translation(train, test, distract, old, new, out: Path, quick: bool = Fa
         epochs = budget["fc_epochs"] if method == "fc" else budget["epochs"]
         _say(f"4/5 training the {method} translator old -> new ({len(pairs)} triplets"
              + ("" if method == "linear" else f", {epochs} epochs") + ")")
-        res = train_translator(cfg, pairs, epochs=epochs, batch_size=budget["batch_size"],
-                               out_dir=out / f"translator_{method}" if method == "r3an" else None)
+        res, metrics, translated[method] = train_and_evaluate(
+            cfg, pairs, sets, epochs, budget["batch_size"],
+            out_dir=out / f"translator_{method}" if method == "r3an" else None, verbose=2)
         translators[method] = res
-        seconds[method] = res.seconds
-        translated[method] = [res.translator.predict(x, batch_size=1024, verbose=0) for x in (feats["old"],
-                                                                                              dfeats["old"])]
-        results[method] = evaluate_translated(*translated[method], feats["new"], lab, dfeats["new"])
+        results[method] = {k: v for k, v in metrics.items() if k not in ("train_seconds", "parameters")}
     r3an = translators["r3an"]
-    tr = r3an.translator
-    spaces = {"old": feats["old"], "R3AN(old)": translated["r3an"][0], "new": feats["new"]}
-    dspaces = {"old": dfeats["old"], "R3AN(old)": translated["r3an"][1], "new": dfeats["new"]}
+    lab = sets.labels
+    spaces = {"old": sets.test["old"], "R3AN(old)": translated["r3an"][0], "new": sets.test["new"]}
+    dspaces = {"old": sets.distractors["old"], "R3AN(old)": translated["r3an"][1], "new": sets.distractors["new"]}
     compat = compatibility_matrix(spaces, dspaces, lab)
     save_reconstruction_grid(reconstruction_grid(r3an.model, pairs, n=8), out / "reconstruction.png")
     plot_projection(spaces, lab, out / "translation_projection.png",
                     title="old, translated and new features of 10 test identities (PCA of new)")
 
     _say("5/5 exporting the R3AN translator (TF Serving SavedModel + ONNX) and checking both")
-    export_dir = out / "export"
-    version_dir = export_saved_model(tr, export_dir, name="translator", version=1, input_name="source_features",
-                                     output_name="target_features", input_shape=(pairs.source_dim,),
-                                     warmup_inputs=feats["old"][:8], overwrite=True)
-    check = check_saved_model(version_dir, expected_inputs={"source_features": [None, pairs.source_dim]},
-                              expected_outputs={"target_features": [None, pairs.target_dim]})
-    onnx_path = export_onnx(tr, export_dir / "translator.onnx", (pairs.source_dim,), input_name="source_features")
-    parity = onnx_parity(tr, onnx_path, feats["old"][:64])
-    own = {"old": cross_top1(feats["old"], feats["old"], lab, dfeats["old"]),
-           "new": cross_top1(feats["new"], feats["new"], lab, dfeats["new"])}
+    export = export_translator(r3an.translator, out / "export", sets.test["old"][:64], onnx=True)
     p = {m: r["probe_transform_top1"] for m, r in results.items()}
     return {
         "budget": budget, "train_triplets": len(pairs), "seconds": round(time.perf_counter() - t0, 1),
-        "train_seconds": {k: round(v, 1) for k, v in seconds.items()},
+        "train_seconds": {k: round(v.seconds, 1) for k, v in translators.items()},
         "parameters": {k: v.parameters for k, v in translators.items()},
-        "own_top1": own, "methods": results, "compatibility": compat,
+        "own_top1": own_top1(sets), "methods": results, "compatibility": compat,
         "error_reduction_vs_fc": error_reduction(p["r3an"], p["fc"]),
         "error_reduction_vs_linear": error_reduction(p["r3an"], p["linear"]),
-        "export": {"saved_model": str(version_dir), "check_ok": bool(check["ok"]), "problems": check["problems"],
-                   "onnx": str(onnx_path), "onnx_max_abs_diff": float(parity)},
+        "export": export,
         "final_losses": {k: v[-1] for k, v in r3an.history.items()},
     }
 

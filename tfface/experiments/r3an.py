@@ -57,7 +57,7 @@ def prior_models(out: Path, small: bool, workers: int | None = None):
     """
     from tfface.embed import Embedder
     from tfface.experiments.demo import load_demo_recipes, quick_recipe, render_demo_sets
-    from tfface.training.fit import train_recognizer
+    from tfface.training.recognizer import train_recognizer
 
     recipes = load_demo_recipes(None, None)
     if small:
@@ -83,20 +83,18 @@ def _mean_std(values: list[float]) -> dict:
 def reproduction(out: Path, budget: BenchBudget, seeds: int, small: bool) -> dict:
     from tqdm.auto import tqdm
 
+    from tfface.experiments.translators import embed_sets, own_top1, train_and_evaluate
     from tfface.methods.r3an import R3ANConfig
     from tfface.methods.r3an.data import build_pairs
-    from tfface.methods.r3an.evaluation import cross_top1, error_reduction, evaluate_translator
-    from tfface.training.r3an import train_translator
+    from tfface.methods.r3an.evaluation import cross_top1, error_reduction
 
     t0 = time.perf_counter()
     train, test, distract, emb, prior_info = prior_models(out, small)
     pairs = build_pairs(train.images, train.labels, emb["source"], emb["target"], cache=out / "pairs_train.npz")
-    feats = {k: e.embed(test.images) for k, e in emb.items()}
-    dfeats = {k: e.embed(distract.images) for k, e in emb.items()}
-    lab = test.labels
-    own = {"source": cross_top1(feats["source"], feats["source"], lab, dfeats["source"]),
-           "target": cross_top1(feats["target"], feats["target"], lab, dfeats["target"])}
-    raw = (cross_top1(feats["source"], feats["target"], lab, dfeats["target"])
+    sets = embed_sets(test, distract, emb["source"], emb["target"])
+    lab = sets.labels
+    own = dict(zip(("source", "target"), own_top1(sets).values(), strict=True))
+    raw = (cross_top1(sets.test["old"], sets.test["new"], lab, sets.distractors["new"])
            if pairs.source_dim == pairs.target_dim else None)
     _say(f"source own top-1 {own['source']:.3f}, target own {own['target']:.3f}, raw cross {raw}")
     runs: dict[str, dict[str, list[float]]] = {m: {} for m in METHODS}
@@ -105,15 +103,9 @@ def reproduction(out: Path, budget: BenchBudget, seeds: int, small: bool) -> dic
         cfg = "linear" if method == "linear" else R3ANConfig(
             variant=method, source_dim=pairs.source_dim, target_dim=pairs.target_dim, width=budget.width,
             optimizer=budget.optimizer, learning_rate=budget.learning_rate, seed=seed)
-        res = train_translator(cfg, pairs, epochs=budget.epochs, batch_size=budget.batch_size)
-        ev = evaluate_translator(lambda x, tr=res.translator: tr.predict(x, batch_size=1024, verbose=0),
-                                 feats["source"], feats["target"], lab, dfeats["source"], dfeats["target"])
-        ev.update(train_seconds=res.seconds, parameters=res.parameters)
-        if res.history:
-            ev["final_losses"] = {k: v[-1] for k, v in res.history.items()}
+        res, ev, _ = train_and_evaluate(cfg, pairs, sets, budget.epochs, budget.batch_size)
         for k, v in ev.items():
-            if k != "final_losses":
-                runs[method].setdefault(k, []).append(v)
+            runs[method].setdefault(k, []).append(v)
         _say(f"seed {seed} {method}: probe {ev['probe_transform_top1']:.3f} gallery "
              f"{ev['gallery_transform_top1']:.3f} cos {ev['mean_cosine']:.3f} ({res.seconds:.0f} s)")
     table = {m: {k: _mean_std(v) for k, v in r.items()} for m, r in runs.items()}

@@ -1,4 +1,4 @@
-"""tfface.training: the ``model.fit`` driver for recipes (:mod:`tfface.training.fit`) and callbacks.
+"""tfface.training: the ``model.fit`` driver for recipes (:mod:`tfface.training.driver`, one per method: :mod:`tfface.training.recognizer` ...) and callbacks.
 
 Attributes load on first use, so importing the package does not import TensorFlow.
 """

@@ -24,7 +24,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,33 +79,43 @@ def reconstruction_grid(model, pairs: PairedFeatures, n: int = 8) -> np.ndarray:
 
 def train_translator(config, pairs: PairedFeatures, epochs: int, batch_size: int = 64,
                      out_dir: str | Path | None = None, strategy=None, verbose: int | str = 0,
-                     ridge: float = 1e-3, bn_recalibration: bool = True) -> TranslatorResult:
+                     ridge: float = 1e-3, bn_recalibration: bool = True, record: Any = None
+                     ) -> TranslatorResult:
     """Train ``config`` (an :class:`~tfface.methods.r3an.R3ANConfig`, or ``"linear"``) on ``pairs``.
 
     ``bn_recalibration``: after training, re-estimate E's BatchNorm statistics on G's faces (see
     :meth:`~tfface.methods.r3an.R3AN.recalibrate_batch_norm`); it matters only for variants whose E
-    also trains on real faces (``use_rep``)."""
+    also trains on real faces (``use_rep``). ``record``: what ``history.json`` records as the recipe
+    (a recipe dataclass or dict; default the config itself)."""
     import keras
 
-    from tfface.distribute import get_strategy
     from tfface.methods.r3an import R3AN, fit_linear_translator
+    from tfface.training.driver import Run, Stage
 
     t0 = time.perf_counter()
     if config == "linear" or getattr(config, "variant", None) == "linear":
         tr = fit_linear_translator(pairs.source, pairs.target, ridge=ridge)
-        return TranslatorResult("linear", tr, None, {}, time.perf_counter() - t0, int(tr.count_params()))
+        result = TranslatorResult("linear", tr, None, {}, time.perf_counter() - t0, int(tr.count_params()))
+        if out_dir is not None:  # the same artefacts as a trained translator: the record and the model
+            from tfface.training.driver import write_record
+
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            write_record(Path(out_dir) / "history.json", record if record is not None else {"variant": "linear"},
+                         {}, result.seconds, 1, 0, ridge=ridge)
+            with atomic_path(Path(out_dir) / "translator.keras", suffix=".keras") as tmp:
+                tr.save(tmp)
+        return result
     if pairs.source_dim != config.source_dim or pairs.target_dim != config.target_dim:
         raise DataError(f"paired features are {pairs.source_dim} -> {pairs.target_dim}-D but the R3AN config "
                         f"expects {config.source_dim} -> {config.target_dim}")
     if epochs < 1:
         raise ConfigError(f"epochs must be >= 1, got {epochs}")
-    keras.utils.set_random_seed(config.seed)
-    strategy = strategy or get_strategy()
+    run = Run(seed=config.seed, strategy=strategy)
     steps = len(pairs) // batch_size
-    with strategy.scope():
+    with run.scope():
         model = R3AN(config)
         model.compile(**r3an_optimizers(model, total_steps=max(1, steps * epochs)))
-    callbacks: list = [keras.callbacks.TerminateOnNaN()]
+    callbacks: list = []
     if out_dir is not None:
         from tfface.training.callbacks import ImageGridCallback
 
@@ -117,19 +126,18 @@ def train_translator(config, pairs: PairedFeatures, epochs: int, batch_size: int
             callbacks.append(ImageGridCallback(lambda m: reconstruction_grid(m, pairs), str(out / "tensorboard"),
                                                every_n_epochs=1, max_images=16, name="reconstruction"))
     ds = pairs.dataset(batch_size, shuffle=True, seed=config.seed)
-    hist = model.fit(ds, epochs=epochs, verbose=verbose, callbacks=callbacks, shuffle=False)  # shuffled in tf.data
-    history = {k: [float(x) for x in v] for k, v in hist.history.items()}
-    if any(not np.isfinite(v[-1]) for v in history.values()):
-        raise DataError(f"R3AN {config.variant}: training diverged (NaN/Inf loss: "
-                        f"{ {k: v[-1] for k, v in history.items()} }); lower learning_rate")
+    try:
+        history = run.fit(model, [Stage("train", ds, epochs)], callbacks, verbose=verbose)["train"]
+    except DataError as e:
+        raise DataError(f"R3AN {config.variant}: {e}") from None
     if bn_recalibration and model.use_rep and model.E is not None:
         model.recalibrate_batch_norm(pairs.dataset(batch_size, shuffle=True, seed=config.seed + 1))
     translator = model.translator()
     params = int(sum(int(np.prod(w.shape)) for w in translator.trainable_weights))
     result = TranslatorResult(config.variant, translator, model, history, time.perf_counter() - t0, params)
     if out_dir is not None:
-        with atomic_path(out / "history.json") as tmp:
-            tmp.write_text(json.dumps(history, indent=2))
+        run.write_record(out / "history.json", record if record is not None else config, {"train": history},
+                         epochs=epochs, batch_size=batch_size)
         with atomic_path(out / "translator.keras", suffix=".keras") as tmp:
             translator.save(tmp)
     return result

@@ -422,3 +422,16 @@ class DDLBatchBuilder:
         options.deterministic = True
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def make_split(images: np.ndarray, labels: np.ndarray, spec, yaw: np.ndarray | None = None
+               ) -> tuple[SampleSet, list[SampleSet]]:
+    """(easy, hard subsets) of a labelled image set by ``spec``; ``yaw`` is needed for ``pose``."""
+    if spec.kind == "resolution":
+        return resolution_split(images, labels, spec.factors)
+    if yaw is None:
+        raise DataError("split.kind pose: no per-image yaw (built-in faces record it; real data needs "
+                        "split.attributes, a CSV with columns path, yaw)")
+    return pose_split(images, labels, yaw, spec.easy_max_yaw, spec.hard_min_yaw)
+
+

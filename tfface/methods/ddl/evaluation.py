@@ -141,3 +141,22 @@ def plot_easy_hard_histograms(
     with atomic_path(target, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     return target
+
+
+def embed_images(model, images: np.ndarray, batch_size: int = 256, preprocessing: str = "arcface") -> np.ndarray:
+    """Embeddings (float32 [N, D]) of uint8 images through a Keras model (images -> embeddings)."""
+    from tfface.data.pipeline import preprocess
+
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = preprocess(images[i : i + batch_size], preprocessing)
+        out.append(np.asarray(model(x, training=False), np.float32))
+    return np.concatenate(out) if out else np.zeros((0, int(model.output_shape[-1])), np.float32)
+
+
+def evaluate_embedder(model, test, far_targets=(1e-2, 1e-3)):
+    """Per-subset metrics and distribution stats (:func:`tfface.methods.ddl.evaluation.evaluate_subsets`)."""
+    gallery = embed_images(model, test.gallery)
+    dis = embed_images(model, test.distractors) if test.distractors is not None else None
+    probes = {k: (embed_images(model, imgs), labs) for k, (imgs, labs) in test.probes.items()}
+    return evaluate_subsets(gallery, test.gallery_labels, probes, distractors=dis, far_targets=far_targets)

@@ -48,7 +48,6 @@ and the logged losses are multiplied by the number of replicas so N devices log 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 
 import keras
 import numpy as np
@@ -56,6 +55,7 @@ import tensorflow as tf
 
 from tfface.errors import ConfigError, DataError
 from tfface.methods.adversarial import AdversarialModel, discriminator_loss, generator_loss
+from tfface.methods.r3an.config import R3ANConfig
 from tfface.methods.r3an.nets import (
     discriminator,
     extractor,
@@ -65,73 +65,6 @@ from tfface.methods.r3an.nets import (
     trainable_parameters,
 )
 from tfface.signatures import SOURCE_FEATURES, TARGET_FEATURES
-
-#: Table 3: (use_adv, use_rec, use_rep, use_reg) per architecture.
-VARIANTS: dict[str, tuple[bool, bool, bool, bool]] = {
-    "arch1": (False, True, True, False),
-    "arch2": (True, False, True, False),
-    "arch3": (False, False, False, True),
-    "arch4": (False, True, False, True),
-    "arch5": (False, True, True, True),
-    "arch6": (True, False, False, True),
-    "arch7": (False, False, True, True),
-    "r3an": (True, True, True, True),
-    "fc": (False, False, False, True),
-}
-
-
-@dataclass(frozen=True)
-class R3ANConfig:
-    """Everything that defines an R3AN (or baseline) run; defaults follow the paper and spec section 7."""
-
-    variant: str = "r3an"
-    source_dim: int = 256
-    target_dim: int = 256
-    lambda_rec: float = 1.0
-    lambda_adv: float = 0.01
-    lambda_rep: float = 1.0
-    lambda_reg: float = 1.0
-    adv_loss: str = "non_saturating"  # or "saturating"
-    feature_loss: str = "mse"  # or "sqdist"
-    optimizer: str = "sgd"  # or "adam"
-    d_optimizer: str = "same"  # or "adam": Adam(2e-4, 0.5) for D only
-    learning_rate: float = 0.08
-    momentum: float = 0.9
-    weight_decay: float = 1e-3
-    lr_boundaries: tuple[float, ...] = (0.3, 0.5, 0.7)  # 60k/100k/140k of 200k
-    lr_decay: float = 0.1
-    width: float = 1.0  # channel multiplier of G and E (1.0 = Table 1)
-    expansion: int = 6
-    fc_hidden: int | None = None  # None: matched to G+E's trainable parameters
-    seed: int = 0
-    extra: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        if self.variant not in VARIANTS:
-            raise ConfigError(f"r3an.variant: unknown {self.variant!r}; known: {', '.join(VARIANTS)}")
-        choices = {"adv_loss": ("non_saturating", "saturating"), "feature_loss": ("sqdist", "mse"),
-                   "optimizer": ("sgd", "adam"), "d_optimizer": ("same", "adam")}
-        for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise ConfigError(f"r3an.{key}: {getattr(self, key)!r} is not one of {allowed}")
-        for key in ("lambda_rec", "lambda_adv", "lambda_rep", "lambda_reg", "weight_decay"):
-            if not getattr(self, key) >= 0:
-                raise ConfigError(f"r3an.{key} must be >= 0, got {getattr(self, key)}")
-        if not self.learning_rate > 0 or not 0 < self.lr_decay <= 1 or not 0 <= self.momentum < 1:
-            raise ConfigError("r3an: need learning_rate > 0, 0 < lr_decay <= 1 and 0 <= momentum < 1")
-        b = tuple(self.lr_boundaries)
-        if any(not 0 < x < 1 for x in b) or list(b) != sorted(b):
-            raise ConfigError(f"r3an.lr_boundaries must be increasing fractions in (0, 1), got {b}")
-        for key in ("source_dim", "target_dim"):
-            if int(getattr(self, key)) < 1:
-                raise ConfigError(f"r3an.{key} must be >= 1")
-
-    @property
-    def flags(self) -> tuple[bool, bool, bool, bool]:
-        return VARIANTS[self.variant]
-
-    def replace(self, **kw) -> R3ANConfig:
-        return dataclasses.replace(self, **kw)
 
 
 @keras.saving.register_keras_serializable(package="tfface")

@@ -79,6 +79,7 @@ class EvalSpec:
 @dataclass(frozen=True)
 class RecognizerRecipe:
     name: str = "recognizer"
+    method: Literal["recognizer"] = "recognizer"
     data: DataSpec = field(default_factory=DataSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
     train: TrainSpec = field(default_factory=TrainSpec)

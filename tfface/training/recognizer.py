@@ -1,4 +1,4 @@
-"""The ``model.fit`` driver for recognizer recipes.
+"""Training a recognizer recipe (``tfface train recipes/recognizer_small.yaml``).
 
 ``train_recipe(recipe)`` renders (or reads) the training data, builds the recognizer inside the
 strategy scope chosen by :func:`tfface.distribute.get_strategy`, trains it with ``model.fit`` and
@@ -8,15 +8,12 @@ under ``<out>/tensorboard``.
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from tfface.atomic import atomic_path
-from tfface.config import to_dict
 from tfface.methods.recognizer.config import RecognizerRecipe, TrainSpec
 
 
@@ -35,26 +32,16 @@ class TrainResult:
                 "embedder": str(self.out_dir / "embedder.keras")}
 
 
-def make_optimizer(spec: TrainSpec, steps_per_epoch: int):
-    """SGD (momentum) or AdamW with linear warm-up then cosine decay (or constant)."""
-    import keras
+def recognizer_optimizer(spec: TrainSpec, steps_per_epoch: int):
+    """The recipe's optimizer (SGD with momentum or AdamW) and schedule (linear warm-up over
+    ``warmup_epochs`` then cosine decay to 1%, or constant) over ``epochs * steps_per_epoch`` batches,
+    from :func:`tfface.training.optimizers.make_optimizer`."""
+    from tfface.training.optimizers import OptimizerSpec, make_optimizer
 
-    total = max(1, spec.epochs * steps_per_epoch)
-    warmup = int(round(spec.warmup_epochs * steps_per_epoch))
-    if spec.schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=spec.learning_rate * (0.01 if warmup else 1.0),
-            decay_steps=max(1, total - warmup),
-            alpha=0.01,
-            warmup_target=spec.learning_rate if warmup else None,
-            warmup_steps=warmup,
-        )
-    else:
-        lr = spec.learning_rate
-    if spec.optimizer == "adamw":
-        return keras.optimizers.AdamW(learning_rate=lr, weight_decay=spec.weight_decay)
-    return keras.optimizers.SGD(learning_rate=lr, momentum=spec.momentum, weight_decay=spec.weight_decay,
-                                nesterov=False)
+    return make_optimizer(OptimizerSpec(spec.optimizer, spec.learning_rate, schedule=spec.schedule,
+                                        warmup_steps=int(round(spec.warmup_epochs * steps_per_epoch)),
+                                        momentum=spec.momentum, weight_decay=spec.weight_decay),
+                          total_steps=spec.epochs * steps_per_epoch)
 
 
 def load_training_data(recipe: RecognizerRecipe, workers: int | None = None, progress: bool = True):
@@ -76,30 +63,26 @@ def train_recognizer(
     images: np.ndarray,
     labels: np.ndarray,
     out_dir: str | Path | None = None,
-    epochs: int | None = None,
     strategy=None,
     verbose: int | str = "auto",
     callbacks: bool = True,
 ) -> TrainResult:
-    """Train the recipe's recognizer on (images, labels) with ``model.fit``."""
-    import keras
+    """Train the recipe's recognizer on (images, labels) with ``model.fit`` (:class:`~tfface.training.driver.Run`).
 
+    The schedule and ``history.json`` both follow ``recipe.train.epochs``: to train for fewer
+    epochs, change the recipe (``tfface train RECIPE --epochs N`` does), never only the fit."""
     from tfface.data.pipeline import make_dataset
-    from tfface.distribute import get_strategy
     from tfface.methods.recognizer import build_recognizer
     from tfface.training.callbacks import default_callbacks
+    from tfface.training.driver import Run, Stage
 
     spec = recipe.train
-    epochs = epochs or spec.epochs
     out = Path(out_dir or recipe.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(spec.seed)
-    strategy = strategy or get_strategy()
-    if spec.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    run = Run(seed=spec.seed, strategy=strategy, mixed_precision=spec.mixed_precision)
     num_classes = int(labels.max()) + 1
     steps = max(1, len(labels) // spec.batch_size)
-    with strategy.scope():
+    with run.scope():
         model = build_recognizer(
             backbone=recipe.model.backbone,
             input_shape=tuple(images.shape[1:]),
@@ -109,9 +92,9 @@ def train_recognizer(
             margin_kwargs=dict(recipe.model.margin_kwargs),
             backbone_kwargs=dict(recipe.model.backbone_kwargs),
         )
-        model.compile(optimizer=make_optimizer(spec, steps))
+        model.compile(optimizer=recognizer_optimizer(spec, steps))
     ds = make_dataset(images, labels, batch_size=spec.batch_size, training=True, augment=spec.augment,
-                      seed=spec.seed, strategy=strategy)
+                      seed=spec.seed, strategy=run.strategy)
     cbs = []
     if callbacks:
         cbs = default_callbacks(
@@ -121,22 +104,15 @@ def train_recognizer(
             profile_batch=spec.profile_batch,
             image_sample=images[: min(16, len(images))],
         )
-    t0 = time.perf_counter()
-    hist = model.fit(ds, epochs=epochs, callbacks=cbs, verbose=verbose, shuffle=False)  # shuffled in tf.data
-    seconds = time.perf_counter() - t0
+    history = run.fit(model, [Stage("train", ds, spec.epochs)], cbs, verbose=verbose)["train"]
     embedder = model.embedding_model()
     with atomic_path(out / "embedder.keras", suffix=".keras") as tmp:
         embedder.save(tmp)
-    history = {k: [float(x) for x in v] for k, v in hist.history.items()}
-    with atomic_path(out / "history.json") as tmp:
-        tmp.write_text(json.dumps({"recipe": to_dict(recipe), "history": history,
-                                   "seconds": seconds, "replicas": strategy.num_replicas_in_sync}, indent=2))
-    if spec.mixed_precision:
-        keras.mixed_precision.set_global_policy("float32")
-    return TrainResult(recipe, model, embedder, history, seconds, out)
+    run.write_record(out / "history.json", recipe, {"train": history})
+    return TrainResult(recipe, model, embedder, history, run.seconds, out)
 
 
-def train_recipe(recipe: RecognizerRecipe, out_dir=None, epochs=None) -> TrainResult:
+def train_recipe(recipe: RecognizerRecipe, out_dir=None, verbose: int | str = "auto") -> TrainResult:
+    """Load the recipe's data and train it (``tfface train recipes/recognizer_*.yaml``)."""
     images, labels = load_training_data(recipe)
-    return train_recognizer(recipe, images, labels, out_dir=out_dir, epochs=epochs)
-
+    return train_recognizer(recipe, images, labels, out_dir=out_dir, verbose=verbose)

@@ -1,0 +1,170 @@
+"""R3AN's configs: :class:`R3ANConfig` (the model and its optimisation, every paper choice a field) and
+:class:`R3ANRecipe` (one ``tfface train`` experiment: which old and new models make the triplets, the
+translator, the budget, the evaluation and the export).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+from tfface.config import load_config
+from tfface.errors import ConfigError
+
+__all__ = ["VARIANTS", "R3ANConfig", "R3ANDataSpec", "R3ANEvalSpec", "R3ANRecipe", "R3ANTrainSpec",
+           "load_r3an_recipe"]
+
+#: Table 3: (use_adv, use_rec, use_rep, use_reg) per architecture.
+VARIANTS: dict[str, tuple[bool, bool, bool, bool]] = {
+    "arch1": (False, True, True, False),
+    "arch2": (True, False, True, False),
+    "arch3": (False, False, False, True),
+    "arch4": (False, True, False, True),
+    "arch5": (False, True, True, True),
+    "arch6": (True, False, False, True),
+    "arch7": (False, False, True, True),
+    "r3an": (True, True, True, True),
+    "fc": (False, False, False, True),
+}
+
+
+@dataclass(frozen=True)
+class R3ANConfig:
+    """Everything that defines an R3AN (or baseline) run; defaults follow the paper and spec section 7."""
+
+    variant: str = "r3an"
+    source_dim: int = 256
+    target_dim: int = 256
+    lambda_rec: float = 1.0
+    lambda_adv: float = 0.01
+    lambda_rep: float = 1.0
+    lambda_reg: float = 1.0
+    adv_loss: str = "non_saturating"  # or "saturating"
+    feature_loss: str = "mse"  # or "sqdist"
+    optimizer: str = "sgd"  # or "adam"
+    d_optimizer: str = "same"  # or "adam": Adam(2e-4, 0.5) for D only
+    learning_rate: float = 0.08
+    momentum: float = 0.9
+    weight_decay: float = 1e-3
+    lr_boundaries: tuple[float, ...] = (0.3, 0.5, 0.7)  # 60k/100k/140k of 200k
+    lr_decay: float = 0.1
+    width: float = 1.0  # channel multiplier of G and E (1.0 = Table 1)
+    expansion: int = 6
+    fc_hidden: int | None = None  # None: matched to G+E's trainable parameters
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.variant not in VARIANTS:
+            raise ConfigError(f"r3an.variant: unknown {self.variant!r}; known: {', '.join(VARIANTS)}")
+        choices = {"adv_loss": ("non_saturating", "saturating"), "feature_loss": ("sqdist", "mse"),
+                   "optimizer": ("sgd", "adam"), "d_optimizer": ("same", "adam")}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"r3an.{key}: {getattr(self, key)!r} is not one of {allowed}")
+        for key in ("lambda_rec", "lambda_adv", "lambda_rep", "lambda_reg", "weight_decay"):
+            if not getattr(self, key) >= 0:
+                raise ConfigError(f"r3an.{key} must be >= 0, got {getattr(self, key)}")
+        if not self.learning_rate > 0 or not 0 < self.lr_decay <= 1 or not 0 <= self.momentum < 1:
+            raise ConfigError("r3an: need learning_rate > 0, 0 < lr_decay <= 1 and 0 <= momentum < 1")
+        b = tuple(self.lr_boundaries)
+        if any(not 0 < x < 1 for x in b) or list(b) != sorted(b):
+            raise ConfigError(f"r3an.lr_boundaries must be increasing fractions in (0, 1), got {b}")
+        for key in ("source_dim", "target_dim"):
+            if int(getattr(self, key)) < 1:
+                raise ConfigError(f"r3an.{key} must be >= 1")
+
+    @property
+    def flags(self) -> tuple[bool, bool, bool, bool]:
+        return VARIANTS[self.variant]
+
+    def replace(self, **kw) -> R3ANConfig:
+        return dataclasses.replace(self, **kw)
+
+
+@dataclass(frozen=True)
+class R3ANDataSpec:
+    """Where the (56x56 face, old feature, new feature) triplets come from.
+
+    ``builtin``: the built-in faces of the ``old`` recognizer recipe's world (training, held-out test
+    and distractor identities, as the demo renders them), embedded by the old and the new model. Each
+    of ``old`` and ``new`` is a saved embedder (``.keras``) or a recognizer recipe (``.yaml``), which is
+    trained first into ``runs/<its name>`` when its ``embedder.keras`` is missing there.
+    ``npz``: a paired-features file at ``path`` (arrays faces, source, target, labels; written by
+    :func:`tfface.methods.r3an.data.save_pairs`); evaluation is then off.
+    """
+
+    source: Literal["builtin", "npz"] = "builtin"
+    old: str = "recognizer_small.yaml"
+    new: str = "recognizer_large.yaml"
+    path: str | None = None
+
+    def __post_init__(self):
+        if self.source == "npz" and not self.path:
+            raise ConfigError("path: required when source is 'npz' (a paired-features .npz)")
+
+
+@dataclass(frozen=True)
+class R3ANTrainSpec:
+    epochs: int = 6
+    batch_size: int = 64
+    ridge: float = 1e-3  # the linear baseline's ridge (variant: linear)
+    bn_recalibration: bool = True
+
+    def __post_init__(self):
+        if not 1 <= self.epochs <= 100_000:
+            raise ConfigError(f"epochs: must be in [1, 100000], got {self.epochs}")
+        if self.batch_size < 2:
+            raise ConfigError(f"batch_size: must be >= 2, got {self.batch_size}")
+        if self.ridge < 0:
+            raise ConfigError(f"ridge: must be >= 0, got {self.ridge}")
+
+
+@dataclass(frozen=True)
+class R3ANEvalSpec:
+    enabled: bool = True  # builtin only: MegaFace per-pair top-1 on the held-out identities with distractors
+
+
+@dataclass(frozen=True)
+class R3ANRecipe:
+    """``variant`` in :data:`VARIANTS`, or ``linear`` (the closed-form ridge baseline). ``source_dim``
+    and ``target_dim`` of the translator follow the triplets (leave them out of the recipe)."""
+
+    name: str = "r3an"
+    method: Literal["r3an"] = "r3an"
+    variant: str = "r3an"
+    data: R3ANDataSpec = field(default_factory=R3ANDataSpec)
+    translator: dict = field(default_factory=dict)  # R3ANConfig fields (not variant, dims)
+    train: R3ANTrainSpec = field(default_factory=R3ANTrainSpec)
+    eval: R3ANEvalSpec = field(default_factory=R3ANEvalSpec)
+    export: bool = True  # a SavedModel for TF Serving under <out>/export/translator
+    output_dir: str | None = None
+
+    def __post_init__(self):
+        if self.variant != "linear" and self.variant not in VARIANTS:
+            raise ConfigError(f"variant: unknown {self.variant!r}; known: linear, {', '.join(VARIANTS)}")
+        bad = set(self.translator) & {"variant", "source_dim", "target_dim"}
+        if bad:
+            raise ConfigError(f"translator.{sorted(bad)[0]}: set by the recipe (variant) or the triplets (dims)")
+        known = {f.name for f in dataclasses.fields(R3ANConfig)}
+        unknown = set(self.translator) - known
+        if unknown:
+            raise ConfigError(f"translator.{sorted(unknown)[0]}: unknown R3AN field; known: {', '.join(sorted(known))}")
+        self.translator_config(1, 1)  # validate the values now, before any work
+
+    @property
+    def out_dir(self) -> str:
+        return self.output_dir or os.path.join("runs", self.name)
+
+    def translator_config(self, source_dim: int, target_dim: int) -> R3ANConfig:
+        from tfface.config import from_dict
+
+        base = from_dict(R3ANConfig, dict(self.translator), where="translator")
+        return base.replace(variant="r3an" if self.variant == "linear" else self.variant,
+                            source_dim=source_dim, target_dim=target_dim)
+
+
+def load_r3an_recipe(path: str | os.PathLike) -> R3ANRecipe:
+    return load_config(R3ANRecipe, path)
