@@ -20,10 +20,12 @@ demo: $(STAMP)
 	$(BIN)/tfface demo --out runs/demo
 
 test: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check tfface tests
+	$(BIN)/lint-imports --no-cache
 
 bench-data: $(STAMP)
 	$(BIN)/tfface bench data --out runs/bench/data.json

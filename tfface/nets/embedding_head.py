@@ -5,7 +5,6 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tfface.distribute import resolve_sync_batchnorm
 from tfface.errors import ConfigError
 from tfface.nets.normalization import batch_norm
 
@@ -34,12 +33,13 @@ class EmbeddingHead(keras.layers.Layer):
       embedding_dim: D.
       kind: ``flatten`` or ``gdc``.
       dropout: dropout rate before the Dense (insightface uses 0 on large data sets).
-      sync_batchnorm: cross-replica BN statistics; ``None`` = on when the strategy has > 1 replica.
+      sync_batchnorm: cross-replica BN statistics (the builders in :mod:`tfface.methods` turn them on
+        when the strategy has more than one replica; nets never look at the strategy).
       seed: seed of the dropout's ``keras.random.SeedGenerator``.
     """
 
     def __init__(self, embedding_dim: int = 128, kind: str = "flatten", dropout: float = 0.0,
-                 sync_batchnorm: bool | None = False, seed: int | None = None, **kwargs):
+                 sync_batchnorm: bool = False, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
         if kind not in KINDS:
             raise ConfigError(f"kind: {kind!r} is not one of {list(KINDS)}")
@@ -50,7 +50,7 @@ class EmbeddingHead(keras.layers.Layer):
         self.embedding_dim = int(embedding_dim)
         self.kind = kind
         self.dropout = float(dropout)
-        self.sync_batchnorm = resolve_sync_batchnorm(sync_batchnorm)
+        self.sync_batchnorm = bool(sync_batchnorm)
         self.seed = seed
         self.bn_in = batch_norm("bn_in", self.sync_batchnorm)
         self.drop = keras.layers.Dropout(self.dropout, seed=seed, name="dropout")

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 
 import keras
 
-from tfface.distribute import resolve_sync_batchnorm
 from tfface.errors import ConfigError
 from tfface.nets.normalization import batch_norm
 
@@ -106,7 +105,7 @@ def mobilenet_v2(
     stem_stride: int = 2,
     last_channels: int | None = 512,
     activation: str = "relu6",
-    sync_batchnorm: bool | None = False,
+    sync_batchnorm: bool = False,
     name: str = "mobilenet_v2",
 ) -> keras.Model:
     """A MobileNetV2-style feature extractor: images -> feature map ``(H/16, W/16, last_channels)``.
@@ -126,10 +125,10 @@ def mobilenet_v2(
       last_channels: channels of the final 1x1 conv -> BN -> activation (not scaled by ``width``);
         ``None`` ends at the last bottleneck.
       activation: ``relu6`` (MobileNetV2) or ``prelu`` (MobileFaceNet).
-      sync_batchnorm: cross-replica BN statistics; ``None`` turns them on when the current
-        ``tf.distribute`` strategy has more than one replica.
+      sync_batchnorm: cross-replica BN statistics (the builders in :mod:`tfface.methods` turn them on
+        when the strategy has more than one replica; nets never look at the strategy).
     """
-    sync = resolve_sync_batchnorm(sync_batchnorm)
+    sync = bool(sync_batchnorm)
     if width <= 0:
         raise ConfigError(f"width: must be > 0, got {width}")
     rows = [tuple(int(v) for v in row) for row in blocks]

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 
 import keras
 
-from tfface.distribute import resolve_sync_batchnorm
 from tfface.errors import ConfigError
 from tfface.nets.normalization import batch_norm
 
@@ -46,7 +45,7 @@ def iresnet(
     input_shape: Sequence[int] = (112, 112, 3),
     depth: int | Sequence[int] = 18,
     width: int = 64,
-    sync_batchnorm: bool | None = False,
+    sync_batchnorm: bool = False,
     name: str = "iresnet",
 ) -> keras.Model:
     """An iResNet feature extractor: images -> feature map ``(H/16, W/16, 8 * width)``.
@@ -61,10 +60,10 @@ def iresnet(
       depth: 18, 34, 50, 100 or 200 (insightface's layer counts, see :data:`DEPTHS`), or blocks per
         stage, e.g. ``[2, 2, 2, 2]``. Every stage starts with a stride-2 block.
       width: channels of the first stage (insightface: 64); stage i has ``width * 2**i``.
-      sync_batchnorm: cross-replica BN statistics; ``None`` turns them on when the current
-        ``tf.distribute`` strategy has more than one replica.
+      sync_batchnorm: cross-replica BN statistics (the builders in :mod:`tfface.methods` turn them on
+        when the strategy has more than one replica; nets never look at the strategy).
     """
-    sync = resolve_sync_batchnorm(sync_batchnorm)
+    sync = bool(sync_batchnorm)
     if isinstance(depth, int):
         if depth not in DEPTHS:
             raise ConfigError(f"depth: unknown {depth}; known: {sorted(DEPTHS)} or a list of blocks per stage")
