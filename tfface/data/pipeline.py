@@ -194,6 +194,8 @@ def make_dataset(
     image_size: int | tuple[int, int] | None = None,
     pk: tuple[int, int] | None = None,
     deterministic: bool = True,
+    epochs: int | None = None,
+    initial_epoch: int = 0,
 ) -> tf.data.Dataset:
     """Batches of ``(float32 images [B, H, W, 3], int64 labels [B])``; ``batch_size`` is the GLOBAL batch.
 
@@ -214,6 +216,12 @@ def make_dataset(
       pk: ``(P, K)``: training batches of P identities x K images (``P * K == batch_size``), one epoch
         being ``N // batch_size`` batches.
       deterministic: ``tf.data.Options.deterministic`` (set explicitly either way).
+      epochs, initial_epoch: training only. With ``epochs``, the dataset holds epochs
+        ``initial_epoch .. epochs - 1`` back to back (pass ``steps_per_epoch=N // batch_size`` to
+        ``fit``), and every random draw of epoch ``e`` (the order, the P x K draws, the augmentation) is a
+        pure function of ``(seed, e)``: a run resumed at epoch ``e`` in a new process sees exactly the
+        batches an uninterrupted run sees. Without ``epochs``, one epoch, re-iterated by ``fit``, draws
+        anew on each iteration from the process's own random stream (reproducible from the start only).
     """
     if preprocessing not in PREPROCESSING:
         raise ConfigError(f"preprocessing: unknown {preprocessing!r}; known: {sorted(PREPROCESSING)}")
@@ -244,7 +252,15 @@ def make_dataset(
         first_hw = _check_paths(paths)
         from_paths = True
 
-    # index batches: P x K draws, a fresh permutation per epoch, or the order as is
+    # index batches, each with a counter that seeds its random draws: P x K draws, a fresh permutation
+    # per epoch, or the order as is
+    nb = max(1, n // batch_size)
+    if epochs is not None:
+        if not training:
+            raise ConfigError("epochs: a multi-epoch dataset is for training only")
+        if isinstance(epochs, bool) or int(epochs) != epochs or not 0 <= int(initial_epoch) < int(epochs):
+            raise ConfigError(f"epochs, initial_epoch: need 0 <= initial_epoch < epochs, got {initial_epoch}, {epochs}")
+        epoch_ids = tf.data.Dataset.range(int(initial_epoch), int(epochs))
     if pk is not None:
         if not training:
             raise ConfigError("pk: identity-balanced batches are for training only")
@@ -255,36 +271,46 @@ def make_dataset(
         def draw(r: np.ndarray) -> np.ndarray:
             return sampler.sample(np.random.default_rng(int(r) & 0x7FFFFFFFFFFFFFFF))
 
-        def draw_batch(r: tf.Tensor) -> tf.Tensor:
+        def draw_batch(r: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             idx = tf.numpy_function(draw, [r], tf.int64, stateful=False)
-            return tf.ensure_shape(idx, [batch_size])
+            return tf.ensure_shape(idx, [batch_size]), r
 
-        index = (tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-                 .take(max(1, n // batch_size)).map(draw_batch))
+        if epochs is None:
+            index = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(nb).map(draw_batch)
+        else:  # batch b of epoch e draws with the counter e * nb + b, mixed with the seed
+            index = (epoch_ids.flat_map(lambda e: tf.data.Dataset.range(e * nb, (e + 1) * nb))
+                     .map(lambda c: draw_batch(c * 1_000_003 + seed)))
     elif training:
         def permutation(r: tf.Tensor) -> tf.data.Dataset:
             perm = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64),
                                                             seed=tf.stack([r, tf.constant(seed, tf.int64)]))
-            return tf.data.Dataset.from_tensor_slices(perm)
+            batches = tf.data.Dataset.from_tensor_slices(perm).batch(batch_size, drop_remainder=True)
+            counters = tf.data.Dataset.range(nb).map(lambda b: r * nb + b)
+            return tf.data.Dataset.zip((batches, counters))
 
-        index = (tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
-                 .flat_map(permutation).batch(batch_size, drop_remainder=True))
+        if epochs is None:
+            index = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1).flat_map(permutation)
+        else:
+            index = epoch_ids.flat_map(permutation)
     else:
         index = tf.data.Dataset.range(n).batch(batch_size)
+        index = tf.data.Dataset.zip((index, tf.data.Dataset.range(nb + 1)))
 
     labels_t = tf.constant(labels)
     if from_paths:
         load = _path_loader(tf.constant(paths), labels_t, hw, first_hw)
-        ds = (index.unbatch().map(load, num_parallel_calls=tf.data.AUTOTUNE)
+        counters = index.map(lambda i, c: c)
+        ds = (index.map(lambda i, c: i).unbatch().map(load, num_parallel_calls=tf.data.AUTOTUNE)
               .batch(batch_size, drop_remainder=training))
+        ds = tf.data.Dataset.zip((ds, counters))
     else:
         images_t = tf.convert_to_tensor(images)
 
-        def gather(i: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        def gather(i: tf.Tensor, c: tf.Tensor) -> tuple[tuple[tf.Tensor, tf.Tensor], tf.Tensor]:
             x = tf.gather(images_t, i)
             if hw is not None and tuple(images.shape[1:3]) != hw:
                 x = _resize_uint8(x, hw)
-            return x, tf.gather(labels_t, i)
+            return (x, tf.gather(labels_t, i)), c
 
         ds = index.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -293,16 +319,22 @@ def make_dataset(
             return preprocess(augment_batch(tf.cast(xy[0], tf.float32), tf.stack([r, tf.constant(seed, tf.int64)])),
                               preprocessing), xy[1]
 
-        randoms = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip((ds, randoms)).map(augment_and_preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+        if epochs is None:
+            randoms = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True)
+            ds = tf.data.Dataset.zip((ds.map(lambda xy, c: xy), randoms))
+        else:  # the augmentation of a batch is seeded by its counter: a function of (seed, epoch, batch)
+            ds = ds.map(lambda xy, c: (xy, c * 7_919 + seed + 1))
+        ds = ds.map(augment_and_preprocess, num_parallel_calls=tf.data.AUTOTUNE)
     else:
-        def preprocess_only(x, y):
-            return preprocess(x, preprocessing), y
+        def preprocess_only(xy, c):
+            return preprocess(xy[0], preprocessing), xy[1]
 
         ds = ds.map(preprocess_only, num_parallel_calls=tf.data.AUTOTUNE)
 
     # the number of batches, which Keras reads to size an epoch (the random draws hide it)
     num_batches = n // batch_size if training else -(-n // batch_size)
+    if epochs is not None:
+        num_batches *= int(epochs) - int(initial_epoch)
     ds = ds.apply(tf.data.experimental.assert_cardinality(num_batches))
     options = tf.data.Options()
     options.deterministic = bool(deterministic)

@@ -57,6 +57,7 @@ class Stage:
     steps_per_epoch: int | None = None
     callbacks: list = field(default_factory=list)
     before: Callable[[Any], None] | None = None  # called with the model before the stage starts
+    initial_epoch: int = 0  # a resumed stage (BackupAndRestore restores the same epoch) runs the rest
 
 
 class Run:
@@ -108,7 +109,7 @@ class Run:
             self.seconds += time.perf_counter() - t0
             history = {k: [float(x) for x in v] for k, v in hist.history.items()}
             last = {k: v[-1] for k, v in history.items() if v}
-            if len(next(iter(history.values()), [])) < stage.epochs or any(not np.isfinite(v) for v in last.values()):
+            if len(next(iter(history.values()), [])) < stage.epochs - stage.initial_epoch or any(not np.isfinite(v) for v in last.values()):
                 raise DataError(f"stage {stage.name!r}: training diverged (NaN/Inf loss; last values {last}); "
                                 "lower the learning rate")
             out[stage.name] = history

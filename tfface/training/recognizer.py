@@ -8,6 +8,7 @@ under ``<out>/tensorboard``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,15 +67,19 @@ def train_recognizer(
     strategy=None,
     verbose: int | str = "auto",
     callbacks: bool = True,
+    extra_callbacks: Sequence = (),
 ) -> TrainResult:
     """Train the recipe's recognizer on (images, labels) with ``model.fit`` (:class:`~tfface.training.driver.Run`).
 
     The schedule and ``history.json`` both follow ``recipe.train.epochs``: to train for fewer
-    epochs, change the recipe (``tfface train RECIPE --epochs N`` does), never only the fit."""
+    epochs, change the recipe (``tfface train RECIPE --epochs N`` does), never only the fit.
+    ``callbacks``: TensorBoard, checkpoint, and the backup a killed run resumes from
+    (:mod:`tfface.training.resume`); ``extra_callbacks`` run after them."""
     from tfface.data.pipeline import make_dataset
     from tfface.methods.recognizer import build_recognizer
     from tfface.training.callbacks import default_callbacks
     from tfface.training.driver import Run, Stage
+    from tfface.training.resume import EpochLog, resume_point
 
     spec = recipe.train
     out = Path(out_dir or recipe.out_dir)
@@ -93,18 +98,28 @@ def train_recognizer(
             backbone_kwargs=dict(recipe.model.backbone_kwargs),
         )
         model.compile(optimizer=recognizer_optimizer(spec, steps))
+    # resumable: <out>/backup (Keras' BackupAndRestore) holds the last finished epoch of a killed run
+    # with this recipe and model (tfface.training.resume); the data of epoch e depend on (seed, e) only
+    initial = resume_point(out / "backup", recipe, model) if callbacks else 0
     ds = make_dataset(images, labels, batch_size=spec.batch_size, training=True, augment=spec.augment,
-                      seed=spec.seed, strategy=run.strategy)
+                      seed=spec.seed, strategy=run.strategy, epochs=spec.epochs, initial_epoch=initial)
     cbs = []
+    log = None
     if callbacks:
-        cbs = default_callbacks(
+        log = EpochLog(out / "epochs.json", fresh=initial == 0)
+        cbs = [log, *default_callbacks(
             log_dir=str(out / "tensorboard"),
             checkpoint_path=str(out / "checkpoint.weights.h5"),
             backup_dir=str(out / "backup"),
             profile_batch=spec.profile_batch,
             image_sample=images[: min(16, len(images))],
-        )
-    history = run.fit(model, [Stage("train", ds, spec.epochs)], cbs, verbose=verbose)["train"]
+        )]
+    if initial:
+        print(f"resuming {recipe.name!r} at epoch {initial + 1}/{spec.epochs} from {out / 'backup'}", flush=True)
+    history = run.fit(model, [Stage("train", ds, spec.epochs, steps_per_epoch=steps, initial_epoch=initial)],
+                      [*cbs, *extra_callbacks], verbose=verbose)["train"]
+    if log is not None:
+        history = log.history(spec.epochs)  # every epoch, the ones before a resume included
     embedder = model.embedding_model()
     with atomic_path(out / "embedder.keras", suffix=".keras") as tmp:
         embedder.save(tmp)
