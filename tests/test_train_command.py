@@ -120,3 +120,31 @@ def test_r3an_recipe_trains_its_baselines_and_reuses_recorded_models(tmp_path, m
     (tmp_path / "old.yaml").write_text(TINY.format(name="old").replace("learning_rate: 0.1", "learning_rate: 0.2"))
     with pytest.raises(ConfigError, match=r"train.learning_rate: 0.1 recorded, 0.2 asked"):
         embedder_for(str(tmp_path / "old.yaml"), fallback_dir=tmp_path / "runs" / "old")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.epochs=100000000", r"recognizer_small.yaml: train.epochs: must be >= 1 and <= 100000"),
+    ("train.epochs=1e29", r"recognizer_small.yaml: train.epochs: expected an integer, got '1e29'"),
+    ("data.builtin.num_identities=1000000000000", r"data.builtin.num_identities: must be >= 1 and <= 1e\+07"),
+    ("data.builtin={num_identities: 1000000, images_per_identity: 100, image_size: 64}",
+     r"num_identities x images_per_identity: 100,000,000 images"),
+    ("model.embedding_dim=-5", r"model.embedding_dim: must be >= 1"),
+    ("model.backbone=resnet9000", r"model.backbone: unknown 'resnet9000'"),
+    ("model.backbone_kwargs={width: -1}", r"recognizer_small.yaml: model.backbone_kwargs.width: must be > 0"),
+    ("train.learning_rate=0", r"train.learning_rate: must be > 0"),
+])
+def test_recipe_bounds_name_the_file_and_the_dotted_key_before_any_work(override, message, monkeypatch):
+    import tfface.data.builtin as builtin
+
+    def no_render(*a, **k):
+        raise AssertionError("rendered before the recipe was validated")
+
+    monkeypatch.setattr(builtin, "render_dataset", no_render)
+    with pytest.raises(ConfigError, match=message):
+        load_experiment("recognizer_small", overrides=[override], check=True)
+
+
+def test_cli_train_bad_recipe_is_one_line_exit_2(capsys):
+    assert main(["train", "recognizer_small", "--set", "model.embedding_dim=-5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "recognizer_small.yaml: model.embedding_dim" in err[0]

@@ -53,7 +53,7 @@ def cmd_train(a) -> None:
     overrides = list(a.set or [])
     if a.profile_batch is not None:
         overrides.append(f"train.profile_batch={a.profile_batch}")
-    method, recipe, path = load_experiment(a.recipe, overrides=overrides, epochs=a.epochs)
+    method, recipe, path = load_experiment(a.recipe, overrides=overrides, epochs=a.epochs, check=True)
     print(f"training {method.name} recipe {recipe.name!r} from {path}", file=sys.stderr)
     summary = method.run(recipe, out_dir=a.out)
     print(json.dumps(summary, indent=2, default=str)[:20000])

@@ -114,6 +114,21 @@ def from_dict(cls: type[T], data: dict, where: str = "") -> T:
         raise ConfigError(f"{where or cls.__name__}: {e}") from e
 
 
+def check_range(key: str, value: Any, low: float | None = None, high: float | None = None,
+                low_open: bool = False) -> None:
+    """Raise :class:`ConfigError` naming ``key`` unless ``low <= value <= high`` (``low < value`` with
+    ``low_open``). Upper bounds are where a larger value can only be a mistake (it would not fit in
+    memory or in a lifetime on any machine), so a typo fails before any work starts."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+    if v != v or (low is not None and (v <= low if low_open else v < low)) or (high is not None and v > high):
+        lo = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
+        hi = "" if high is None else f"<= {high:g}"
+        raise ConfigError(f"{key}: must be {' and '.join(x for x in (lo, hi) if x)}, got {value!r}")
+
+
 def to_dict(cfg: Any) -> Any:
     """A dataclass as plain data (tuples as lists), ready for YAML or JSON."""
     if dataclasses.is_dataclass(cfg):

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageFilter
 
+from tfface.config import check_range
 from tfface.data.morphable_model import (
     REGION_EYE,
     REGION_HEAD,
@@ -38,6 +39,10 @@ from tfface.data.morphable_model import (
 )
 from tfface.data.render import rasterize, rotation_matrix, vertex_normals
 from tfface.errors import ConfigError
+
+#: upper bounds of a rendered set (kept in memory as uint8): beyond them a value can only be a mistake
+MAX_IDENTITIES = 10_000_000
+MAX_IMAGES = 20_000_000
 
 SUPPORTED_SIZES = (56, 64, 96, 112)
 STYLES = ("photo", "sketch")
@@ -97,8 +102,13 @@ class FaceDataConfig:
     def __post_init__(self):
         if self.image_size not in SUPPORTED_SIZES:
             raise ConfigError(f"image_size: {self.image_size} is not one of {SUPPORTED_SIZES}")
-        if self.num_identities < 1 or self.images_per_identity < 1:
-            raise ConfigError("num_identities and images_per_identity must be >= 1")
+        check_range("num_identities", self.num_identities, 1, MAX_IDENTITIES)
+        check_range("images_per_identity", self.images_per_identity, 1, 100_000)
+        check_range("identity_offset", self.identity_offset, 0, 2**62)
+        total = self.num_identities * self.images_per_identity
+        if total > MAX_IMAGES:
+            raise ConfigError(f"num_identities x images_per_identity: {total:,} images, more than the {MAX_IMAGES:,} "
+                              "a rendered set may hold (it is kept in memory); render several sets instead")
 
     def replace(self, **changes) -> FaceDataConfig:
         nuisance = changes.pop("nuisance", None)

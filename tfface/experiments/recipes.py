@@ -12,7 +12,8 @@ file and the dotted key). Steps, in order:
    train.learning_rate=0.05`` is a float and ``--set data.split.factors=[8,4]`` a list); paths
    given on the command line stay relative to the working directory. ``--epochs N`` is
    ``--set <the method's epochs key>=N``.
-4. The result is validated as a whole, before any data is rendered or any model built, so the
+4. The result is validated as a whole (field types, ranges, and with ``check`` a trial build of the
+   model), before any data is rendered or any model trained, so the
    schedule (built from ``train.epochs``) and the record (``history.json`` holds the recipe as
    trained) always agree with what ran.
 
@@ -104,8 +105,11 @@ def _resolve_paths(data: dict, method: Method, folder: Path) -> None:
 
 
 def load_experiment(ref: str | os.PathLike, overrides: list[str] | tuple[str, ...] = (),
-                    epochs: int | None = None) -> tuple[Method, Any, Path]:
-    """``(method, recipe, recipe path)`` for ``ref`` with the overrides applied (see the module docstring)."""
+                    epochs: int | None = None, check: bool = False) -> tuple[Method, Any, Path]:
+    """``(method, recipe, recipe path)`` for ``ref`` with the overrides applied (see the module docstring).
+
+    ``check``: also run the method's cheap checks (a recognizer's model is built once on its input size),
+    so everything in the recipe is validated before any work; ``tfface train`` does."""
     path = find_recipe(ref)
     raw = load_yaml(path)
     if "method" not in raw:
@@ -119,6 +123,8 @@ def load_experiment(ref: str | os.PathLike, overrides: list[str] | tuple[str, ..
         apply_override(data, f"{method.epochs_key}={int(epochs)}", where="--epochs")
     try:
         recipe = from_dict(method.recipe_class(), data)
+        if check:
+            method.check(recipe)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
     return method, recipe, path

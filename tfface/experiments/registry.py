@@ -36,9 +36,15 @@ class Method:
     paper: str
     path_keys: tuple[str, ...] = ()
     epochs_key: str = "train.epochs"
+    checker: str | None = None  # "module:function(recipe)": cheap checks beyond the dataclasses (a model build)
 
     def recipe_class(self) -> type:
         return _resolve(self.recipe)
+
+    def check(self, recipe) -> None:
+        """Everything that can be checked before any data is rendered or read."""
+        if self.checker:
+            _resolve(self.checker)(recipe)
 
     def run(self, recipe, out_dir=None, verbose: int | str = "auto") -> dict:
         return _resolve(self.runner)(recipe, out_dir=out_dir, verbose=verbose)
@@ -48,7 +54,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("recognizer", "tfface.methods.recognizer.config:RecognizerRecipe",
            "tfface.methods.recognizer:build_recognizer", "tfface.experiments.train_recognizer:run_recipe",
            "ArcFace/CosFace margin training (the old and new models of every other method)",
-           path_keys=("data.path",)),
+           path_keys=("data.path",), checker="tfface.training.recognizer:check_model"),
     Method("r3an", "tfface.methods.r3an.config:R3ANRecipe", "tfface.methods.r3an:R3AN",
            "tfface.experiments.train_r3an:run_recipe",
            "R3AN: feature translation by reconstruction and representation (Chen et al., ICCV 2019)",

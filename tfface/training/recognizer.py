@@ -127,7 +127,33 @@ def train_recognizer(
     return TrainResult(recipe, model, embedder, history, run.seconds, out)
 
 
+def check_model(recipe: RecognizerRecipe) -> None:
+    """Build the recipe's model once on its input size (two classes), so a model section that cannot
+    be built (say ``backbone_kwargs: {width: -1}``) fails with the key named before any data is rendered."""
+    import keras
+
+    from tfface.errors import ConfigError
+    from tfface.methods.recognizer import build_recognizer
+
+    size = recipe.data.builtin.image_size if recipe.data.source == "builtin" else recipe.data.image_size
+    m = recipe.model
+    try:
+        build_recognizer(backbone=m.backbone, input_shape=(size, size, 3), embedding_dim=m.embedding_dim,
+                         num_classes=2, margin=m.margin, margin_kwargs=dict(m.margin_kwargs),
+                         backbone_kwargs=dict(m.backbone_kwargs))
+    except ConfigError as e:
+        key = str(e).split(":")[0].split(".")[0]
+        section = "backbone_kwargs." if key in m.backbone_kwargs else "margin_kwargs." if key in m.margin_kwargs else ""
+        raise ConfigError(f"model.{section}{e}") from None
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"model: cannot build {m.backbone} with backbone_kwargs {m.backbone_kwargs} and "
+                          f"margin_kwargs {m.margin_kwargs} ({e})") from None
+    finally:
+        keras.backend.clear_session(free_memory=False)
+
+
 def train_recipe(recipe: RecognizerRecipe, out_dir=None, verbose: int | str = "auto") -> TrainResult:
-    """Load the recipe's data and train it (``tfface train recipes/recognizer_*.yaml``)."""
+    """Check the model, load the recipe's data and train it (``tfface train recipes/recognizer_*.yaml``)."""
+    check_model(recipe)
     images, labels = load_training_data(recipe)
     return train_recognizer(recipe, images, labels, out_dir=out_dir, verbose=verbose)

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from tfface.config import load_config
+from tfface.config import check_range, load_config
 from tfface.data.synthetic import FaceDataConfig
 from tfface.errors import ConfigError
 from tfface.losses.ddl import DDLLossConfig
@@ -70,6 +70,7 @@ class DDLDataSpec:
     def __post_init__(self):
         if self.source != "builtin" and not self.path:
             raise ConfigError(f"path: required when source is {self.source!r}")
+        check_range("image_size", self.image_size, 16, 1024)
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,10 @@ class DDLTrainSpec:
     seed: int = 0
 
     def __post_init__(self):
-        if self.b < 2:
-            raise ConfigError(f"b: must be >= 2, got {self.b}")
+        check_range("b", self.b, 2, 4096)
+        check_range("steps", self.steps, 1, 10_000_000)
+        check_range("momentum", self.momentum, 0, 0.999)
+        check_range("weight_decay", self.weight_decay, 0, 1)
         if self.steps < 1 or self.epochs < 1 or self.epochs > self.steps:
             raise ConfigError(f"steps, epochs: need 1 <= epochs <= steps, got {self.steps}, {self.epochs}")
         if self.learning_rate <= 0:
@@ -120,6 +123,14 @@ class DDLEvalSpec:
     real_test_fraction: float = 0.5  # real data: this share of the identities is held out for testing
     far_targets: tuple[float, ...] = (1e-2, 1e-3)
     seed: int = 1
+
+    def __post_init__(self):
+        check_range("identities", self.identities, 2, 10_000_000)
+        check_range("images_per_identity", self.images_per_identity, 2, 100_000)
+        check_range("distractors", self.distractors, 0, 100_000_000)
+        check_range("real_test_fraction", self.real_test_fraction, 0, 1, low_open=True)
+        for i, far in enumerate(self.far_targets):
+            check_range(f"far_targets[{i}]", far, 0, 1, low_open=True)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from tfface.config import load_config
+from tfface.config import check_range, load_config
 from tfface.data.synthetic import FaceDataConfig
 from tfface.errors import ConfigError
 
@@ -30,6 +30,7 @@ class DataSpec:
     def __post_init__(self):
         if self.source != "builtin" and not self.path:
             raise ConfigError(f"path: required when source is {self.source!r}")
+        check_range("image_size", self.image_size, 16, 1024)
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,15 @@ class ModelSpec:
     embedding_dim: int = 128
     margin: str = "arcface"
     margin_kwargs: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        from tfface.nets import BACKBONES, MARGIN_HEADS
+
+        if self.backbone not in BACKBONES:
+            raise ConfigError(f"backbone: unknown {self.backbone!r}; known: {', '.join(sorted(BACKBONES))}")
+        if self.margin not in MARGIN_HEADS:
+            raise ConfigError(f"margin: unknown {self.margin!r}; known: {', '.join(sorted(MARGIN_HEADS))}")
+        check_range("embedding_dim", self.embedding_dim, 1, 65_536)
 
 
 @dataclass(frozen=True)
@@ -57,10 +67,13 @@ class TrainSpec:
     seed: int = 0
 
     def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 2:
-            raise ConfigError("epochs must be >= 1 and batch_size >= 2")
-        if self.learning_rate <= 0:
-            raise ConfigError(f"learning_rate: must be > 0, got {self.learning_rate}")
+        check_range("epochs", self.epochs, 1, 100_000)
+        check_range("batch_size", self.batch_size, 2, 65_536)
+        check_range("learning_rate", self.learning_rate, 0, 10, low_open=True)
+        check_range("momentum", self.momentum, 0, 0.999)
+        check_range("weight_decay", self.weight_decay, 0, 1)
+        check_range("warmup_epochs", self.warmup_epochs, 0, self.epochs)
+        check_range("profile_batch", self.profile_batch, 0)
 
 
 @dataclass(frozen=True)
@@ -74,6 +87,12 @@ class EvalSpec:
     distractor_offset: int = 200_000
     pairs: int = 3000  # verification pairs of each kind (same / different)
     seed: int = 1
+
+    def __post_init__(self):
+        check_range("identities", self.identities, 2, 10_000_000)
+        check_range("images_per_identity", self.images_per_identity, 2, 100_000)
+        check_range("distractors", self.distractors, 0, 100_000_000)
+        check_range("pairs", self.pairs, 1, 100_000_000)
 
 
 @dataclass(frozen=True)
