@@ -142,3 +142,15 @@ class MethodModel(keras.Model):
         if self.config is not None and dataclasses.is_dataclass(self.config):
             out["config"] = dataclasses.asdict(self.config)
         return out
+
+
+def from_nested_config(cls, config: dict, keys: Iterable[str]):
+    """``cls(**config)`` with the Keras objects under ``keys`` deserialised first (the shared
+    ``from_config`` of models that hold nested networks). The caller's dict is left intact:
+    Keras' deserialisation consumes the nested dicts it reads."""
+    import copy
+
+    config = copy.deepcopy(config)
+    for key in keys:
+        config[key] = keras.saving.deserialize_keras_object(config[key])
+    return cls(**config)

@@ -39,7 +39,7 @@ import tensorflow as tf
 
 from tfface.errors import ConfigError
 from tfface.losses.ddl import DDLBranch, DDLLossConfig, DistributionDistillationLoss
-from tfface.methods.base import MethodModel, num_replicas
+from tfface.methods.base import MethodModel, from_nested_config, num_replicas
 from tfface.nets import get_margin_head
 
 __all__ = ["DDL", "DDLHistogramCallback", "build_ddl", "clone_embedder", "init_centres"]
@@ -241,10 +241,7 @@ class DDL(MethodModel):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        for key in ("embedder", "margin"):
-            config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
+        return from_nested_config(cls, config, ("embedder", "margin"))
 
 
 # ------------------------------------------------------------------------------------ builders

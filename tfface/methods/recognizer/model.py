@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from tfface.distribute import resolve_sync_batchnorm
 from tfface.errors import ConfigError
-from tfface.methods.base import MethodModel
+from tfface.methods.base import MethodModel, from_nested_config
 from tfface.nets import EmbeddingHead, build_backbone, get_margin_head
 
 
@@ -151,10 +151,7 @@ class Recognizer(MethodModel):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        for key in ("backbone", "head", "margin"):
-            config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
+        return from_nested_config(cls, config, ("backbone", "head", "margin"))
 
 
 def build_recognizer(

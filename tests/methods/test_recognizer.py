@@ -144,3 +144,19 @@ def test_image_grid_and_callback(tmp_path):
         default_callbacks(str(tmp_path), checkpoint_path=str(tmp_path / "ckpt.h5"))
     kinds = [type(c).__name__ for c in default_callbacks(str(tmp_path), profile_batch=(2, 3))]
     assert kinds == ["TensorBoard"]
+
+
+def test_shared_method_checks(two_cpu_strategy):
+    from method_test_case import run_config_round_trip, run_replica_parity
+
+    run_config_round_trip(tiny())
+    x, y = colour_patterns()
+
+    def build():
+        keras.utils.set_random_seed(0)
+        model = tiny("iresnet", sync_batchnorm=True)
+        model.compile(optimizer=keras.optimizers.SGD(1e-3, momentum=0.9))
+        return model
+
+    run_replica_parity(build, lambda: tf.data.Dataset.from_tensor_slices((x[:32], y[:32])).batch(16),
+                       two_cpu_strategy)
