@@ -13,7 +13,6 @@ import json
 import os
 from pathlib import Path
 
-from tfface.config import to_dict
 from tfface.errors import ConfigError
 from tfface.methods.recognizer.config import RecognizerRecipe
 
@@ -28,16 +27,6 @@ def run_recipe(recipe: RecognizerRecipe, out_dir: str | os.PathLike | None = Non
     return train_recognizer(recipe, images, labels, out_dir=out_dir, verbose=verbose).summary()
 
 
-def _first_difference(a, b, where: str = "") -> str | None:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b)):
-            d = _first_difference(a.get(k), b.get(k), f"{where}.{k}" if where else k)
-            if d:
-                return d
-        return None
-    return None if a == b else f"{where}: {a!r} recorded, {b!r} asked"
-
-
 def recorded_recipe_difference(out_dir: str | os.PathLike, recipe) -> str | None:
     """``None`` when ``<out_dir>/history.json`` records ``recipe`` (its ``eval`` and ``output_dir`` aside,
     which do not change the model); else the first differing key (or why there is no record)."""
@@ -48,10 +37,9 @@ def recorded_recipe_difference(out_dir: str | os.PathLike, recipe) -> str | None
         recorded = json.loads(hist.read_text()).get("recipe")
     except (OSError, ValueError, AttributeError) as e:
         return f"{hist} is unreadable ({e})"
-    ignore = ("output_dir", "eval")  # where it was written and how it is evaluated do not change the model
-    asked = {k: v for k, v in to_dict(recipe).items() if k not in ignore}
-    recorded = {k: v for k, v in (recorded or {}).items() if k not in ignore}
-    return _first_difference(recorded, json.loads(json.dumps(asked)))
+    from tfface.training.resume import first_difference, trained_part
+
+    return first_difference(trained_part(recorded or {}), trained_part(recipe), labels=("recorded", "asked"))
 
 
 def embedder_for(ref: str | os.PathLike, fallback_dir: str | os.PathLike | None = None, epochs: int | None = None,

@@ -29,7 +29,7 @@ from tfface.atomic import atomic_path
 from tfface.config import to_dict
 from tfface.errors import ConfigError
 
-__all__ = ["EpochLog", "model_fingerprint", "resume_point"]
+__all__ = ["EpochLog", "first_difference", "model_fingerprint", "resume_point", "trained_part"]
 
 RECORD = "tfface_run.json"
 _IGNORED = ("eval", "output_dir")  # where a run writes and how it is evaluated do not change the weights
@@ -41,19 +41,22 @@ def model_fingerprint(model) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _trained_part(recipe: Any) -> dict:
-    d = to_dict(recipe)
+def trained_part(recipe: Any) -> dict:
+    """The recipe as plain JSON data, less what does not change the weights (``eval``, ``output_dir``)."""
+    d = recipe if isinstance(recipe, dict) else to_dict(recipe)
     return json.loads(json.dumps({k: v for k, v in d.items() if k not in _IGNORED}, default=str))
 
 
-def _first_difference(a: Any, b: Any, where: str = "") -> str | None:
+def first_difference(a: Any, b: Any, where: str = "", labels: tuple[str, str] = ("in the backup", "now")
+                     ) -> str | None:
+    """The first dotted key where two recipe mappings differ, as ``key: a <label a>, b <label b>``."""
     if isinstance(a, dict) and isinstance(b, dict):
         for k in sorted(set(a) | set(b)):
-            d = _first_difference(a.get(k), b.get(k), f"{where}.{k}" if where else k)
+            d = first_difference(a.get(k), b.get(k), f"{where}.{k}" if where else k, labels)
             if d:
                 return d
         return None
-    return None if a == b else f"{where}: {a!r} in the backup, {b!r} now"
+    return None if a == b else f"{where}: {a!r} {labels[0]}, {b!r} {labels[1]}"
 
 
 def resume_point(backup_dir: str | os.PathLike, recipe: Any, model) -> int:
@@ -63,7 +66,7 @@ def resume_point(backup_dir: str | os.PathLike, recipe: Any, model) -> int:
     run. With one, checks both and raises :class:`ConfigError` naming what differs."""
     backup = Path(backup_dir)
     meta, record = backup / "training_metadata.json", backup / RECORD
-    asked = {"recipe": _trained_part(recipe), "fingerprint": model_fingerprint(model)}
+    asked = {"recipe": trained_part(recipe), "fingerprint": model_fingerprint(model)}
     if not meta.is_file():
         backup.mkdir(parents=True, exist_ok=True)
         with atomic_path(record) as tmp:
@@ -75,7 +78,7 @@ def resume_point(backup_dir: str | os.PathLike, recipe: Any, model) -> int:
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ConfigError(f"{backup}: a backup of an interrupted run without a readable {RECORD} ({e}); "
                           "it cannot be checked against this recipe: remove the folder to start afresh") from None
-    diff = _first_difference(found.get("recipe"), asked["recipe"])
+    diff = first_difference(found.get("recipe"), asked["recipe"])
     if diff:
         raise ConfigError(f"{backup}: the interrupted run there was trained from another recipe ({diff}); "
                           "remove the folder to start afresh, or rerun with the same recipe to resume")
