@@ -58,7 +58,7 @@ from tfface.training.ddl import finetune_ddl
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BenchConfig", "bench_ddl", "claim_checks", "summarise"]
+__all__ = ["BenchConfig", "bench_ddl", "ddl_claims", "summarise"]
 
 SIZE = 56
 BLOCKS = [[16, 1, 1], [24, 1, 2], [32, 2, 2], [64, 2, 2], [96, 1, 1]]
@@ -147,55 +147,73 @@ def _pretrain(cfg: BenchConfig, seed: int, images, labels, out: Path):
     return res.embedder, res.seconds
 
 
-def _mean_std(values: list) -> dict:
-    v = np.array([np.nan if x is None else x for x in values], np.float64)
-    if np.isnan(v).all():
-        return {"mean": None, "std": None}
-    return {"mean": float(np.nanmean(v)), "std": float(np.nanstd(v))}
+def _flat(metrics: dict) -> dict:
+    """``{subset: {metric: v}}`` -> ``{"subset/metric": v}`` (the runner's flat metric names)."""
+    return {f"{s}/{k}": v for s, m in metrics.items() for k, v in m.items()}
 
 
-def summarise(per_seed: list[dict]) -> dict:
-    """``{arm: {subset: {metric: {mean, std, values}}}}`` over seeds."""
+def summarise(grid, task: str) -> dict:
+    """``{arm: {subset: {metric: {mean, std, runs}}}}`` over seeds, for one task's variants ``task/arm``."""
     out: dict = {}
-    for arm in per_seed[0]:
-        out[arm] = {}
-        for subset in per_seed[0][arm]:
-            out[arm][subset] = {}
-            for metric in per_seed[0][arm][subset]:
-                vals = [s[arm][subset][metric] for s in per_seed]
-                if all(isinstance(v, int | float) or v is None for v in vals):
-                    out[arm][subset][metric] = {**_mean_std(vals), "values": vals}
+    for variant, row in grid.summary().items():
+        kind, arm = variant.split("/", 1)
+        if kind != task:
+            continue
+        for key, stat in row.items():
+            subset, metric = key.split("/", 1)
+            out.setdefault(arm, {}).setdefault(subset, {})[metric] = stat
     return out
 
 
-def claim_checks(per_seed: list[dict], hardest: str, easy: str = "easy") -> dict:
-    """The spec's criteria (see the module docstring), DDL against the fine-tuned baseline."""
-    def col(arm, subset, metric):
-        return np.array([s[arm][subset][metric] if s[arm][subset][metric] is not None else np.nan
-                         for s in per_seed], np.float64)
+def ddl_claims(task: str, hardest: str, easy: str = "easy") -> list:
+    """The spec's criteria (see the module docstring), DDL against the fine-tuned baseline, paired within
+    seeds, on the ``hardest`` subset of ``task``; fixed before running."""
+    from tfface.experiments.runner import Claim
 
-    ov_b, ov_d = col("finetuned", hardest, "overlap"), col("ddl", hardest, "overlap")
-    rel = (ov_b - ov_d) / np.maximum(ov_b, 1e-12)
-    gap_b, gap_d = col("finetuned", hardest, "gap"), col("ddl", hardest, "gap")
-    r_b, r_d = col("finetuned", hardest, "rank1"), col("ddl", hardest, "rank1")
-    t_b, t_d = col("finetuned", hardest, "tar@far=0.01"), col("ddl", hardest, "tar@far=0.01")
-    e_b, e_d = col("finetuned", easy, "rank1"), col("ddl", easy, "rank1")
-    pre = col("pretrained", hardest, "rank1")
-    checks = {
-        "overlap_lower_every_seed": bool((ov_d < ov_b).all()),
-        "overlap_mean_relative_reduction": float(np.mean(rel)),
-        "overlap_reduction_at_least_5pct": bool(np.mean(rel) >= 0.05),
-        "gap_smaller_every_seed": bool((gap_d < gap_b).all()),
-        "rank1_or_tar_higher_in_mean": bool(np.nanmean(r_d) > np.nanmean(r_b) or np.nanmean(t_d) > np.nanmean(t_b)),
-        "no_seed_lower_by_more_than_1pt": bool(((r_d - r_b) >= -0.01).all() and ((t_d - t_b) >= -0.01).all()),
-        "easy_rank1_within_1pt": bool(((e_d - e_b) >= -0.01).all()),
-        "both_finetuned_beat_pretrained": bool((r_b > pre).all() and (r_d > pre).all()),
-    }
-    keys = ("overlap_lower_every_seed", "overlap_reduction_at_least_5pct", "gap_smaller_every_seed",
-            "rank1_or_tar_higher_in_mean", "no_seed_lower_by_more_than_1pt", "easy_rank1_within_1pt")
-    checks["reproduced"] = bool(all(checks[k] for k in keys) and checks["both_finetuned_beat_pretrained"])
-    checks["hardest_subset"] = hardest
-    return checks
+    def col(g, arm, subset, metric):
+        return g.col(f"{task}/{arm}", f"{subset}/{metric}")
+
+    def rel(g):
+        ov_b, ov_d = col(g, "finetuned", hardest, "overlap"), col(g, "ddl", hardest, "overlap")
+        return float(np.mean((ov_b - ov_d) / np.maximum(ov_b, 1e-12)))
+
+    def lower(g, metric):
+        return bool((col(g, "ddl", hardest, metric) < col(g, "finetuned", hardest, metric)).all())
+
+    def higher_mean(g):
+        return any(np.nanmean(col(g, "ddl", hardest, m)) > np.nanmean(col(g, "finetuned", hardest, m))
+                   for m in ("rank1", "tar@far=0.01"))
+
+    def no_seed_worse(g):
+        return all(((col(g, "ddl", hardest, m) - col(g, "finetuned", hardest, m)) >= -0.01).all()
+                   for m in ("rank1", "tar@far=0.01"))
+
+    def easy_kept(g):
+        return bool(((col(g, "ddl", easy, "rank1") - col(g, "finetuned", easy, "rank1")) >= -0.01).all())
+
+    def beat_pretrained(g):
+        pre = col(g, "pretrained", hardest, "rank1")
+        return bool((col(g, "finetuned", hardest, "rank1") > pre).all()
+                    and (col(g, "ddl", hardest, "rank1") > pre).all())
+
+    claims = [
+        Claim("overlap_lower_every_seed", f"DDL's {hardest} positive/negative overlap < the baseline's, every seed",
+              lambda g: lower(g, "overlap")),
+        Claim("overlap_mean_relative_reduction", "mean relative overlap reduction (reported)", rel),
+        Claim("overlap_reduction_at_least_5pct", "mean relative overlap reduction >= 5%", lambda g: rel(g) >= 0.05),
+        Claim("gap_smaller_every_seed", f"E[s+|{easy}] - E[s+|{hardest}] smaller for DDL, every seed",
+              lambda g: lower(g, "gap")),
+        Claim("rank1_or_tar_higher_in_mean", f"{hardest} rank-1 or TAR@FAR=1e-2 higher for DDL (mean)", higher_mean),
+        Claim("no_seed_lower_by_more_than_1pt", f"no seed's {hardest} rank-1 or TAR@1e-2 lower by > 1 point",
+              no_seed_worse),
+        Claim("easy_rank1_within_1pt", f"{easy} rank-1 not lower by > 1 point in any seed", easy_kept),
+        Claim("both_finetuned_beat_pretrained", f"both fine-tuned arms above the pretrained {hardest} rank-1, "
+              "every seed", beat_pretrained),
+    ]
+    decisive = [c.name for c in claims if c.name != "overlap_mean_relative_reduction"]
+    claims.append(Claim("reproduced", "all of the above hold",
+                        lambda g: all(c.test(g) for c in claims if c.name in decisive)))
+    return claims
 
 
 def _fmt(stat: dict | None) -> str:
@@ -224,8 +242,6 @@ def _headline(metrics: dict) -> dict:
 def bench_ddl(small: bool = False, seeds: int = 3, data_dir: str | None = None,
               plot_path: str | None = "runs/bench/ddl_histograms.png") -> dict[str, Any]:
     """Run the benchmark (see the module docstring); the CLI adds ``machine`` and writes the JSON."""
-    from tqdm.auto import tqdm
-
     from tfface.data.builtin import render_dataset
     from tfface.methods.ddl.evaluation import plot_easy_hard_histograms
 
@@ -254,50 +270,52 @@ def bench_ddl(small: bool = False, seeds: int = 3, data_dir: str | None = None,
              + f"; test {test.summary()}")
     stage_seconds["render"] = time.perf_counter() - t0
 
-    n_stages = seeds * (1 + sum(1 + len(a) for a in (cfg.resolution_arms, cfg.pose_arms)))
-    bar = tqdm(total=n_stages, desc="bench ddl", unit="stage", file=sys.stderr)
-    per_seed: dict[str, list[dict]] = {k: [] for k in tasks}
+    from tfface.experiments.runner import check_claims, run_grid
+
+    variants = [f"{kind}/{arm}" for kind in tasks
+                for arm in ("pretrained", *(cfg.resolution_arms if kind == "resolution" else cfg.pose_arms))]
     histories: dict[str, dict] = {k: {} for k in tasks}
     fine_seconds: dict[str, list[float]] = {}
-    plot_stats = None
-    seed0_pretrained = None
-    with tempfile.TemporaryDirectory(prefix="tfface-ddl-bench-") as tmp:
-        for seed in range(seeds):
-            bar.set_postfix_str(f"seed {seed}: pretraining")
-            embedder, secs = _pretrain(cfg, seed, pretrain_data.images, pretrain_data.labels, Path(tmp) / f"pre{seed}")
-            stage_seconds[f"pretrain_seed{seed}"] = secs
+    plot_stats: dict = {}
+    tmp = tempfile.TemporaryDirectory(prefix="tfface-ddl-bench-")
+
+    def prepare_seed(seed: int):
+        embedder, secs = _pretrain(cfg, seed, pretrain_data.images, pretrain_data.labels, Path(tmp.name) / f"pre{seed}")
+        stage_seconds[f"pretrain_seed{seed}"] = secs
+        _say(f"seed {seed}: pretrained in {secs:.0f} s")
+        return embedder
+
+    seed0: list = []
+
+    def run_one(seed: int, variant: str, embedder) -> dict:
+        kind, arm = variant.split("/", 1)
+        spec, easy, hard, test = tasks[kind]
+        if seed == 0 and not seed0:
+            seed0.append(embedder)
+        if arm == "pretrained":
+            metrics, st = evaluate_embedder(embedder, test, eval_spec.far_targets)
+        else:
+            loss = None if ARM_LOSS[arm] is None else DDLLossConfig(**ARM_LOSS[arm])
+            train = DDLTrainSpec(b=cfg.b, steps=cfg.steps, epochs=cfg.epochs, optimizer=cfg.optimizer,
+                                 learning_rate=cfg.learning_rate, seed=seed)
+            model, hist, secs = finetune_ddl(embedder, easy, hard, model_spec, loss, train,
+                                             spec.split.student_pairs, spec.split.drop_unpaired)
+            fine_seconds.setdefault(variant, []).append(secs)
+            metrics, st = evaluate_embedder(model.embedder, test, eval_spec.far_targets)
             if seed == 0:
-                seed0_pretrained = embedder
-            _say(f"seed {seed}: pretrained in {secs:.0f} s")
-            bar.update(1)
-            for kind, (spec, easy, hard, test) in tasks.items():
-                arms = cfg.resolution_arms if kind == "resolution" else cfg.pose_arms
-                results, stats = {}, {}
-                metrics, st = evaluate_embedder(embedder, test, eval_spec.far_targets)
-                results["pretrained"], stats["pretrained"] = metrics, st
-                bar.update(1)
-                for arm in arms:
-                    bar.set_postfix_str(f"seed {seed}: {kind} {arm}")
-                    loss = None if ARM_LOSS[arm] is None else DDLLossConfig(**ARM_LOSS[arm])
-                    train = DDLTrainSpec(b=cfg.b, steps=cfg.steps, epochs=cfg.epochs, optimizer=cfg.optimizer,
-                                         learning_rate=cfg.learning_rate, seed=seed)
-                    model, hist, secs = finetune_ddl(embedder, easy, hard, model_spec, loss, train,
-                                                     spec.split.student_pairs, spec.split.drop_unpaired)
-                    fine_seconds.setdefault(f"{kind}/{arm}", []).append(secs)
-                    metrics, st = evaluate_embedder(model.embedder, test, eval_spec.far_targets)
-                    results[arm], stats[arm] = metrics, st
-                    if seed == 0:
-                        histories[kind][arm] = {k: v[-1] for k, v in hist.items()}
-                    hardest = hard[0].name
-                    _say(f"seed {seed} {kind} {arm}: {secs:.0f} s; {hardest} overlap {metrics[hardest]['overlap']:.3f} "
-                         f"rank-1 {metrics[hardest]['rank1']:.3f} TAR@1e-2 {metrics[hardest]['tar@far=0.01']}; "
-                         f"easy rank-1 {metrics['easy']['rank1']:.3f}")
-                    del model
-                    bar.update(1)
-                per_seed[kind].append(results)
-                if seed == 0 and kind == "resolution":
-                    plot_stats = stats
-    bar.close()
+                histories[kind][arm] = {k: v[-1] for k, v in hist.items()}
+            h = hard[0].name
+            _say(f"seed {seed} {variant}: {secs:.0f} s; {h} overlap {metrics[h]['overlap']:.3f} rank-1 "
+                 f"{metrics[h]['rank1']:.3f} TAR@1e-2 {metrics[h]['tar@far=0.01']}; easy rank-1 "
+                 f"{metrics['easy']['rank1']:.3f}")
+            del model
+        if seed == 0 and kind == "resolution":
+            plot_stats[arm] = st
+        return _flat(metrics)
+
+    with tmp:
+        grid = run_grid(variants, seeds, run_one, prepare_seed=prepare_seed, desc="bench ddl")
+    seed0_pretrained = seed0[0] if seed0 else None
 
     out: dict[str, Any] = {
         "benchmark": "ddl",
@@ -316,19 +334,20 @@ def bench_ddl(small: bool = False, seeds: int = 3, data_dir: str | None = None,
     }
     for kind, (_spec, easy, hard, test) in tasks.items():
         hardest = hard[0].name
-        summary = summarise(per_seed[kind])
+        summary = summarise(grid, kind)
+        claims = ddl_claims(kind, hardest)
         out["tasks"][kind] = {
             "subsets": {"easy": len(easy), **{h.name: len(h) for h in hard}},
             "test_sets": test.summary(),
             "hardest": hardest,
             "summary": summary,
-            "per_seed": [{arm: _headline(m) for arm, m in s.items()} for s in per_seed[kind]],
-            "claim": claim_checks(per_seed[kind], hardest),
+            "claim": {**check_claims(claims, grid), "hardest_subset": hardest},
+            "criteria": {c.name: c.criterion for c in claims},
             "table_markdown": markdown_table(summary, hardest),
             "train_logs_seed0": histories[kind],
         }
     out["finetune_seconds"] = {k: float(np.mean(v)) for k, v in fine_seconds.items()}
-    if plot_path and plot_stats is not None:
+    if plot_path and plot_stats:
         hardest = tasks["resolution"][2][0].name
         plot_easy_hard_histograms({"fine-tuned (ArcFace)": plot_stats["finetuned"], "DDL": plot_stats["ddl"]},
                                   plot_path, subsets=["easy", hardest],

@@ -44,6 +44,7 @@ def save_reconstruction_grid(grid: np.ndarray, path: Path, pairs_per_row: int = 
 
 def run_translation(train, test, distract, old, new, out: Path, quick: bool = False) -> dict:
     """``old``/``new``: :class:`tfface.embed.Embedder`; returns the report section (JSON-able)."""
+    from tfface.experiments.runner import run_grid
     from tfface.experiments.train_r3an import export_translator
     from tfface.experiments.translators import embed_sets, own_top1, train_and_evaluate
     from tfface.methods.r3an import R3ANConfig
@@ -56,14 +57,15 @@ def run_translation(train, test, distract, old, new, out: Path, quick: bool = Fa
     t0 = time.perf_counter()
     pairs = build_pairs(train.images, train.labels, old, new)
     sets = embed_sets(test, distract, old, new)
-    results, translators, translated = {}, {}, {}
-    for method in ("linear", "fc", "r3an"):
+    translators, translated = {}, {}
+
+    def run_one(seed: int, method: str, _context) -> dict:
         if method == "linear":
             cfg = "linear"
         else:
             cfg = R3ANConfig(variant=method, source_dim=pairs.source_dim, target_dim=pairs.target_dim,
                              width=budget["width"], optimizer=budget["optimizer"],
-                             learning_rate=budget["learning_rate"], seed=0)
+                             learning_rate=budget["learning_rate"], seed=seed)
         epochs = budget["fc_epochs"] if method == "fc" else budget["epochs"]
         _say(f"4/5 training the {method} translator old -> new ({len(pairs)} triplets"
              + ("" if method == "linear" else f", {epochs} epochs") + ")")
@@ -71,7 +73,10 @@ def run_translation(train, test, distract, old, new, out: Path, quick: bool = Fa
             cfg, pairs, sets, epochs, budget["batch_size"],
             out_dir=out / f"translator_{method}" if method == "r3an" else None, verbose=2)
         translators[method] = res
-        results[method] = {k: v for k, v in metrics.items() if k not in ("train_seconds", "parameters")}
+        return {k: v for k, v in metrics.items() if k not in ("train_seconds", "parameters")}
+
+    grid = run_grid(("linear", "fc", "r3an"), [0], run_one, desc="demo translators")
+    results = {m: {k: v["mean"] for k, v in row.items()} for m, row in grid.summary().items()}
     r3an = translators["r3an"]
     lab = sets.labels
     spaces = {"old": sets.test["old"], "R3AN(old)": translated["r3an"][0], "new": sets.test["new"]}
