@@ -192,3 +192,88 @@ def test_render_from_a_script_without_main_guard(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "shape (8, 56, 56, 3)" in r.stdout
     assert "BrokenProcessPool" not in r.stderr and "guard" in r.stderr
+
+
+def test_lambda_translator_and_pretrained_embedder_refused_in_one_line(lambda_model, tmp_path, capsys):
+    """The other two commands that load a model: upgrade-gallery (a translator) and train (a pretrained one)."""
+    import keras
+
+    from tfface.retrieval import Index
+
+    inp = keras.Input((16,), name="source_features")
+    keras.Model(inp, keras.layers.Lambda(lambda t: t * 2.0)(inp)).save(tmp_path / "lam_t.keras")
+    feats = np.random.default_rng(0).normal(size=(50, 16)).astype("float32")
+    Index.build(feats, np.arange(50), backend="exact").save(tmp_path / "ix")
+    (tmp_path / "ddl.yaml").write_text(f"name: d\nmethod: ddl\npretrained: {{embedder: {lambda_model}}}\n")
+    for argv, name in ((["upgrade-gallery", "--translator", str(tmp_path / "lam_t.keras"), "--index",
+                         str(tmp_path / "ix"), "--out", str(tmp_path / "new"), "--no-progress"], "lam_t.keras"),
+                       (["train", str(tmp_path / "ddl.yaml"), "--out", str(tmp_path / "run")], "lam.keras")):
+        capsys.readouterr()
+        assert main(argv) == 2
+        err = [line for line in capsys.readouterr().err.strip().splitlines() if line.startswith("tfface ")]
+        assert len(err) == 1 and name in err[0] and "Lambda" in err[0], err
+    assert not (tmp_path / "new").exists()
+
+
+def test_saved_embedder_loads_in_a_fresh_interpreter(tmp_path):
+    """`tfface train-ddl` after `tfface train` died with "Could not locate class EmbeddingHead": the saved
+    embedder was loaded without the package's layers registered. Loading goes through
+    tfface.keras_files, in a process that imported nothing else of tfface."""
+    from tfface.methods.recognizer import build_recognizer
+
+    model = build_recognizer(backbone="mobilenet_v2", input_shape=(56, 56, 3), embedding_dim=8, num_classes=3,
+                             backbone_kwargs={"width": 0.25, "last_channels": 16, "blocks": [[16, 1, 2]]})
+    model.embedding_model().save(tmp_path / "emb.keras")
+    code = ("import sys; from tfface.keras_files import load_keras_file\n"
+            "m = load_keras_file(sys.argv[1]); assert 'tfface.nets' in sys.modules\n"
+            "print(type(m.get_layer('embedding_head')).__name__)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "emb.keras")], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "EmbeddingHead"
+
+
+def test_builtin_data_docstring_example_runs(tmp_path, monkeypatch):
+    """The example in tfface.data.builtin's docstring once imported FaceDataConfig from a module that does
+    not export it; run it as written (its 20 x 5 images at 64 px)."""
+    import tfface.data.builtin as builtin
+
+    monkeypatch.setenv("TFFACE_CACHE", str(tmp_path))
+    block = builtin.__doc__.split("Example::", 1)[1]
+    lines = [line[4:] for line in block.splitlines() if line.startswith("    ")]
+    assert lines and lines[0].startswith("from tfface")
+    ns: dict = {}
+    exec("\n".join(lines[:-1]) + f"\n_result = ({lines[-1]})", ns)  # noqa: S102 - our own docstring
+    shape, yaw = ns["_result"]
+    assert shape == (100, 64, 64, 3) and len(yaw) == 3
+
+
+def test_demo_translators_train_with_per_epoch_progress(monkeypatch):
+    """The demo trained FC and R3AN for minutes in silence; they now print a line per epoch (verbose=2)."""
+    import tfface.experiments.translators as translators
+
+    seen = {}
+
+    def fake(config, pairs, sets, epochs, batch_size, out_dir=None, verbose=0, **kw):
+        name = config if isinstance(config, str) else config.variant
+        seen[name] = verbose
+        if name == "r3an":
+            raise StopIteration  # the translators' loop is all this test needs
+        return type("Result", (), {"seconds": 0.0, "parameters": 0})(), {"probe_transform_top1": 0.0}, (None, None)
+
+    monkeypatch.setattr(translators, "train_and_evaluate", fake)
+    monkeypatch.setattr("tfface.methods.r3an.data.build_pairs", lambda *a, **k: type(
+        "Pairs", (), {"source_dim": 4, "target_dim": 4, "__len__": lambda self: 4})())
+    from tfface.experiments import demo_r3an
+
+    class Faces:
+        images = np.zeros((4, 64, 64, 3), np.uint8)
+        labels = np.array([0, 0, 1, 1])
+
+    class Emb:
+        def embed(self, images, **kw):
+            return np.ones((len(images), 4), np.float32)
+
+    with pytest.raises(StopIteration):
+        demo_r3an.run_translation(Faces, Faces, Faces, Emb(), Emb(), Path("/nonexistent"), quick=True)
+    assert seen == {"linear": 2, "fc": 2, "r3an": 2}

@@ -148,3 +148,17 @@ def test_cli_train_bad_recipe_is_one_line_exit_2(capsys):
     assert main(["train", "recognizer_small", "--set", "model.embedding_dim=-5"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "recognizer_small.yaml: model.embedding_dim" in err[0]
+
+
+def test_cli_train_refuses_a_bad_recipe_before_rendering_anything(monkeypatch, capsys):
+    import tfface.data.builtin as builtin
+
+    def no_render(*a, **k):
+        raise AssertionError("rendered before the recipe was checked")
+
+    monkeypatch.setattr(builtin, "render_dataset", no_render)
+    for bad in ("model.embedding_dim=-5", "train.epochs=1e29", "data.builtin.num_identities=1e12",
+                "model.backbone_kwargs={width: -3}"):
+        assert main(["train", "recognizer_small", "--set", bad]) == 2, bad
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "recognizer_small.yaml" in err[0] and bad.split("=")[0].split(".")[0] in err[0], err

@@ -134,7 +134,8 @@ def cmd_upgrade_gallery(a) -> None:
     from tfface.translation.upgrade import upgrade_gallery
 
     info = upgrade_gallery(a.translator, a.index, a.out, backend=a.backend, config=parse_overrides(a.set),
-                           batch_size=a.batch_size, overwrite=a.overwrite, progress=not a.no_progress)
+                           batch_size=a.batch_size, overwrite=a.overwrite, progress=not a.no_progress,
+                           lock_timeout=a.lock_timeout)
     print(json.dumps(info, indent=2))
 
 
@@ -158,14 +159,52 @@ def cmd_bench(a) -> None:
         from tfface.experiments.ddl import bench_ddl
 
         result = bench_ddl(small=a.small, seeds=a.seeds, data_dir=a.data)
+    elif a.what == "recognizers":
+        from tfface.experiments.bench_recognizers import bench_recognizers
+
+        result = bench_recognizers(small=a.small, presets=a.preset, runs=a.run, data=a.data)
     else:
-        raise TffaceError(f"unknown benchmark {a.what!r}; known: data, retrieval, r3an, ddl")
+        raise TffaceError(f"unknown benchmark {a.what!r}; known: data, retrieval, r3an, ddl, recognizers")
+    result.setdefault("command", "tfface " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"]
+                      else f"tfface bench {a.what}")
     result["machine"] = machine_info()
     out = Path(a.out or f"runs/bench/{a.what}.json")
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     print(f"wrote {out}")
+
+
+def cmd_preset(a) -> None:
+    from tfface import presets
+
+    if a.action in ("info", "pack") and not a.name:
+        raise TffaceError(f"preset {a.action}: give the preset's name, e.g. tfface preset {a.action} builtin-new")
+    if a.action == "pack" and not a.run:
+        raise TffaceError("preset pack: give --run DIR, a finished recognizer run (embedder.keras + history.json)")
+    if a.action == "list":
+        for name in presets.available(a.folder):
+            r = presets.info(name, a.folder)
+            m = r.get("metrics", {}).get("rank1", {})
+            print(f"{name}: {r['recipe'].get('name')} ({r['recipe']['model']['backbone']}, {r['dtype']}, "
+                  f"{r['weights_bytes'] / 1e6:.1f} MB, input {r['preprocessing']}, {r['embedding_dim']}-D)"
+                  + ("; rank-1 " + ", ".join(f"{v:.3f} with {k} distractors" for k, v in m.items()) if m else ""))
+        return
+    if a.action == "info":
+        print(json.dumps({k: v for k, v in presets.info(a.name, a.folder).items() if k != "variables"}, indent=2))
+        return
+    metrics = None
+    if a.metrics:
+        bench = json.loads(Path(a.metrics).read_text())
+        try:
+            metrics = bench["models"][a.metrics_model or a.name]
+        except KeyError as e:
+            raise TffaceError(f"{a.metrics}: no models.{a.metrics_model or a.name} in this bench JSON") from e
+        metrics = {**metrics, "bench_command": bench.get("command"), "bench_machine": bench.get("machine")}
+    from tfface.experiments.machine import machine_info
+
+    r = presets.pack(a.run, a.name, a.folder, dtype=a.dtype, metrics=metrics, machine=machine_info())
+    print(f"wrote preset {a.name} ({r['weights_bytes'] / 1e6:.2f} MB {r['dtype']}) to {a.folder or presets.PRESET_DIR}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -253,18 +292,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="ScaNN override for the new index")
     s.add_argument("--batch-size", type=int, default=65536)
     s.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    s.add_argument("--lock-timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="how long to wait for another writer of --out before giving up")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=cmd_upgrade_gallery)
 
     s = sub.add_parser("bench", help="benchmarks that write JSON")
-    s.add_argument("what", choices=["data", "retrieval", "r3an", "ddl"])
+    s.add_argument("what", choices=["data", "retrieval", "r3an", "ddl", "recognizers"])
     s.add_argument("--out")
     s.add_argument("--workers", type=int, default=2, help="data: rendering processes")
     s.add_argument("--small", action="store_true", help="a quick, smaller run (smoke test, not for the docs)")
     s.add_argument("--seeds", type=int, default=3, help="r3an, ddl: number of seeds")
     s.add_argument("--parts", default="all", help="r3an: reproduction, speed or all")
-    s.add_argument("--data", help="ddl: optional real face image folder for the resolution variant")
+    s.add_argument("--data", help="ddl: optional real face image folder for the resolution variant; "
+                                   "recognizers: a folder with orl-att-faces/ (and cuhk-cufs-student-64px/)")
+    s.add_argument("--preset", action="append", help="recognizers: a preset to evaluate (default: all; repeatable)")
+    s.add_argument("--run", action="append", metavar="NAME=DIR",
+                   help="recognizers: also evaluate a training run's float32 embedder.keras (repeatable)")
     s.set_defaults(func=cmd_bench)
+
+    s = sub.add_parser("preset", help="the shipped pretrained recognizers: list, info, pack a run into a preset")
+    s.add_argument("action", choices=["list", "info", "pack"])
+    s.add_argument("name", nargs="?", help="info, pack: the preset's name (e.g. builtin-new)")
+    s.add_argument("--run", help="pack: a finished recognizer run folder (embedder.keras + history.json)")
+    s.add_argument("--folder", help="where presets live (default: the package's tfface/presets/)")
+    s.add_argument("--dtype", default="float16", choices=["float16", "float32"])
+    s.add_argument("--metrics", help="pack: a `tfface bench recognizers` JSON whose figures go into the record")
+    s.add_argument("--metrics-model", help="pack: the model's name in that JSON (default: the preset's name)")
+    s.set_defaults(func=cmd_preset)
 
     from tfface.retrieval.commands import add_index_parser
 
