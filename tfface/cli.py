@@ -24,7 +24,8 @@ def _quiet_tf() -> None:
 def cmd_demo(a) -> None:
     from tfface.experiments.demo import run_demo
 
-    report = run_demo(a.out, quick=a.quick, workers=a.workers, small_recipe=a.small, large_recipe=a.large)
+    report = run_demo(a.out, quick=a.quick, workers=a.workers, small_recipe=a.small, large_recipe=a.large,
+                      from_scratch=a.from_scratch)
     print(f"report: {report}")
 
 
@@ -171,7 +172,12 @@ def cmd_bench(a) -> None:
     out = Path(a.out or f"runs/bench/{a.what}.json")
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    if a.what == "recognizers":
+        from tfface.experiments.bench_recognizers import to_markdown
+
+        print(to_markdown(result))
+    else:
+        print(json.dumps(result, indent=2))
     print(f"wrote {out}")
 
 
@@ -212,12 +218,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"tfface {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("demo", help="render faces, train an old and a new recognizer, evaluate, report")
+    s = sub.add_parser("demo", help="render faces, load (or train) an old and a new recognizer, evaluate, "
+                                    "translate, report")
     s.add_argument("--out", default="runs/demo")
     s.add_argument("--quick", action="store_true", help="a tiny run for smoke tests (minutes less)")
     s.add_argument("--workers", type=int, default=None, help="rendering processes")
     s.add_argument("--small", help="recipe of the old (small) recognizer (default recipes/recognizer_small.yaml)")
     s.add_argument("--large", help="recipe of the new (large) recognizer (default recipes/recognizer_large.yaml)")
+    s.add_argument("--from-scratch", action="store_true",
+                   help="train the old and new recognizers from the recipes instead of loading the shipped presets")
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("render", help="render built-in faces (cached) and optionally a preview grid")

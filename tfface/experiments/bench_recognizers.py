@@ -65,7 +65,7 @@ def _say(msg: str) -> None:
     print(f"[bench recognizers {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def test_sets(cfg: RecognizerBenchConfig, base: FaceDataConfig | None = None, progress: bool = True) -> dict:
+def held_out_sets(cfg: RecognizerBenchConfig, base: FaceDataConfig | None = None, progress: bool = True) -> dict:
     """The rendered held-out sets: ``test``, ``distractors`` (max N), ``sweep`` and ``sketch``."""
     from tfface.data.builtin import render_dataset
 
@@ -76,13 +76,24 @@ def test_sets(cfg: RecognizerBenchConfig, base: FaceDataConfig | None = None, pr
     out = {"test": render_dataset(test_cfg, progress=progress),
            "distractors": render_dataset(base.replace(num_identities=max(cfg.distractors), images_per_identity=1,
                                                       identity_offset=200_000, seed=1), progress=progress)}
+    # the same identities (same world seed) under other nuisances; image j of every render draws from the
+    # same stream, so image 0 (the test set's gallery image) is dropped from these probe sets
     wide = dataclasses.replace(base.nuisance, **SWEEP)
-    out["sweep"] = render_dataset(test_cfg.replace(images_per_identity=cfg.sweep_images, seed=2, nuisance=wide),
-                                  progress=progress)
-    out["sketch"] = render_dataset(test_cfg.replace(images_per_identity=max(2, cfg.sweep_images // 2), seed=3,
-                                                    nuisance=dataclasses.replace(base.nuisance, style="sketch")),
-                                   progress=progress)
+    keep = lambda d: d.subset(np.flatnonzero(_image_index(d.labels) > 0))  # noqa: E731
+    out["sweep"] = keep(render_dataset(test_cfg.replace(images_per_identity=cfg.sweep_images + 1, nuisance=wide),
+                                       progress=progress))
+    out["sketch"] = keep(render_dataset(test_cfg.replace(images_per_identity=max(2, cfg.sweep_images // 2) + 1,
+                                                         nuisance=dataclasses.replace(base.nuisance, style="sketch")),
+                                        progress=progress))
     return out
+
+
+def _image_index(labels: np.ndarray) -> np.ndarray:
+    """Each image's index within its identity (the renderer's ``j``; sets are stored identity-major)."""
+    labels = np.asarray(labels)
+    starts = np.r_[0, np.flatnonzero(np.diff(labels)) + 1]
+    idx = np.arange(len(labels))
+    return idx - np.repeat(starts, np.diff(np.r_[starts, len(labels)]))
 
 
 def _rank1(probe, probe_labels, gallery, gallery_labels, distractors=None) -> float:
@@ -213,7 +224,7 @@ def bench_recognizers(small: bool = False, presets: list[str] | None = None, run
     t0 = time.perf_counter()
     _say(f"rendering the held-out sets ({cfg.test_identities} identities x {cfg.test_images}, "
          f"{max(cfg.distractors)} distractors, the sweep and the sketches)")
-    sets = test_sets(cfg)
+    sets = held_out_sets(cfg)
     render_s = time.perf_counter() - t0
     result: dict = {"benchmark": "recognizers", "small": small, "config": dataclasses.asdict(cfg),
                     "render_seconds": round(render_s, 1), "models": {}}

@@ -58,8 +58,33 @@ def render_demo_sets(recipe: RecognizerRecipe, workers: int | None = None):
     return train, test, distract
 
 
+#: The presets the demo uses by default, by role.
+PRESETS = {"old": "builtin-old", "new": "builtin-new"}
+
+
+def available_presets() -> list[str]:
+    from tfface.presets import available
+
+    return available()
+
+
+def preset_result(name: str):
+    """A shipped preset in the shape of a training result (recipe, embedder, history, seconds)."""
+    from types import SimpleNamespace
+
+    from tfface.config import from_dict
+    from tfface.presets import info, load_model
+
+    rec = info(name)
+    recipe = from_dict(RecognizerRecipe, {k: v for k, v in rec["recipe"].items()}, where=f"preset {name}")
+    final = rec.get("final_epoch", {})
+    return SimpleNamespace(recipe=recipe, embedder=load_model(name), seconds=float(rec.get("train_seconds") or 0.0),
+                           history={k: [v] for k, v in final.items()}, preset=name)
+
+
 def run_demo(out: str | Path = "runs/demo", quick: bool = False, workers: int | None = None,
-             small_recipe: str | Path | None = None, large_recipe: str | Path | None = None) -> Path:
+             small_recipe: str | Path | None = None, large_recipe: str | Path | None = None,
+             from_scratch: bool = False) -> Path:
     from tfface.embed import Embedder
     from tfface.eval.cross_model import cross_model_matrix
     from tfface.eval.evaluate import evaluate_embeddings, gallery_split
@@ -88,13 +113,19 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, workers: int | 
     save_grid(train, out / "faces.jpg", rows=6, cols=8)
     timings["render"] = time.perf_counter() - t
 
-    # 2. Train old (small) and new (large).
+    # 2. The old and new recognizers: the shipped presets, or trained from the recipes (--from-scratch).
     models = {}
+    use_presets = (not from_scratch and not quick and small_recipe is None and large_recipe is None
+                   and set(PRESETS.values()) <= set(available_presets()))
     for role, r in zip(("old", "new"), recipes, strict=True):
         t = time.perf_counter()
-        _say(f"2/5 training the {role} recognizer '{r.name}' ({r.model.backbone}, {r.train.epochs} epochs)")
-        res = train_recognizer(r, train.images, train.labels, out_dir=out / r.name, verbose=2)
-        models[role] = res
+        if use_presets:
+            _say(f"2/5 loading the {role} recognizer: preset {PRESETS[role]} (tfface demo --from-scratch trains "
+                 f"the recipes instead)")
+            models[role] = preset_result(PRESETS[role])
+        else:
+            _say(f"2/5 training the {role} recognizer '{r.name}' ({r.model.backbone}, {r.train.epochs} epochs)")
+            models[role] = train_recognizer(r, train.images, train.labels, out_dir=out / r.name, verbose=2)
         timings[f"train_{role}"] = time.perf_counter() - t
 
     # 3. Embed and evaluate.
@@ -139,6 +170,7 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, workers: int | 
                  "test_identities": ev.identities, "test_images": len(test), "distractors": len(distract),
                  "image_size": cfg.image_size, "quick": quick},
         "models": {role: {"recipe": res.recipe.name, "backbone": res.recipe.model.backbone,
+                          "preset": getattr(res, "preset", None),
                           "parameters": int(res.embedder.count_params()), "train_seconds": round(res.seconds, 1),
                           "final": {k: v[-1] for k, v in res.history.items()}}
                    for role, res in models.items()},
@@ -177,7 +209,8 @@ def _markdown(r: dict, cross_md: str, machine: str, g, p, labels) -> str:
     ]
     for role, m in r["models"].items():
         f = m["final"]
-        lines.append(f"| {role} | {m['recipe']} | {m['backbone']} | {m['parameters']:,} | {m['train_seconds']} | "
+        name = f"{m['recipe']} (preset {m['preset']})" if m.get("preset") else m["recipe"]
+        lines.append(f"| {role} | {name} | {m['backbone']} | {m['parameters']:,} | {m['train_seconds']} | "
                      f"{f.get('loss', float('nan')):.3f} | {f.get('accuracy', float('nan')):.3f} |")
     lines += ["", "## Identification with distractors (closed set, MegaFace-style)", "",
               f"Gallery: {len(g)} enrolled identities + {d['distractors']} distractors; chance rank-1 = {chance:.4f}.", "",
