@@ -92,3 +92,13 @@ def test_shipped_presets_load_in_a_fresh_process():
     assert out.returncode == 0, out.stderr[-2000:]
     assert set(names) <= {line.split()[0] for line in out.stdout.splitlines()}
     assert sum((presets.PRESET_DIR / f"{n}.weights.npz").stat().st_size for n in names) <= 10 * 2**20
+
+
+def test_recipes_name_presets_as_models():
+    from tfface.experiments.recipes import load_experiment
+    from tfface.experiments.train_recognizer import embedder_for
+
+    _, recipe, _ = load_experiment("r3an_presets")
+    assert (recipe.data.old, recipe.data.new) == ("preset:builtin-old", "preset:builtin-new")  # not made a path
+    with pytest.raises(ConfigError, match=r"data.old: preset 'nope': not found"):
+        embedder_for("preset:nope", where="data.old")

@@ -97,10 +97,14 @@ def apply_override(data: dict, override: str, where: str = "--set") -> None:
     _set(data, key, value, f"{where} {key}")
 
 
+#: A model reference naming a shipped preset (``preset:builtin-new``) instead of a file or a recipe.
+PRESET_PREFIX = "preset:"
+
+
 def _resolve_paths(data: dict, method: Method, folder: Path) -> None:
     for key in method.path_keys:
         value = _get(data, key)
-        if isinstance(value, str) and value and not Path(value).is_absolute():
+        if isinstance(value, str) and value and not Path(value).is_absolute() and not value.startswith(PRESET_PREFIX):
             _set(data, key, str(folder / value), key)
 
 

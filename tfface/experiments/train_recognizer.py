@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from tfface.errors import ConfigError
+from tfface.experiments.recipes import PRESET_PREFIX
 from tfface.methods.recognizer.config import RecognizerRecipe
 
 __all__ = ["embedder_for", "recorded_recipe_difference", "run_recipe"]
@@ -46,7 +47,8 @@ def embedder_for(ref: str | os.PathLike, fallback_dir: str | os.PathLike | None 
                  verbose: int | str = "auto", where: str = "pretrained"):
     """``(keras embedder, recognizer recipe or None, where it came from)`` for ``ref``.
 
-    ``ref`` is a saved embedder (``.keras``) or a recognizer recipe (a path or a packaged name).
+    ``ref`` is a saved embedder (``.keras``), a shipped preset (``preset:builtin-new``: its model and the
+    recipe that trained it) or a recognizer recipe (a path or a packaged name).
     A recipe's model is reused from ``<its output_dir>/embedder.keras`` when that run recorded the
     same recipe (``epochs`` overrides its epochs); otherwise it is trained into ``fallback_dir``
     (default: the recipe's own output_dir), or reused from there on a rerun. A model in the way that
@@ -56,6 +58,16 @@ def embedder_for(ref: str | os.PathLike, fallback_dir: str | os.PathLike | None 
     from tfface.training.recognizer import train_recipe
 
     ref = str(ref)
+    if ref.startswith(PRESET_PREFIX):
+        from tfface.config import from_dict
+        from tfface.presets import info, load_model
+
+        name = ref[len(PRESET_PREFIX):]
+        try:
+            record = info(name)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
+        return load_model(name), from_dict(RecognizerRecipe, record["recipe"], where=f"preset {name}"), ref
     if ref.endswith(".keras"):
         if not Path(ref).is_file():
             raise ConfigError(f"{where}: {ref} not found")
