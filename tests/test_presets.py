@@ -102,3 +102,14 @@ def test_recipes_name_presets_as_models():
     assert (recipe.data.old, recipe.data.new) == ("preset:builtin-old", "preset:builtin-new")  # not made a path
     with pytest.raises(ConfigError, match=r"data.old: preset 'nope': not found"):
         embedder_for("preset:nope", where="data.old")
+
+
+def test_a_shipped_preset_exports_and_passes_the_serving_check(tmp_path, capsys):
+    if "builtin-old" not in presets.available():
+        pytest.skip("no preset shipped in this checkout")
+    assert main(["export", "model", "preset:builtin-old", "--out", str(tmp_path / "serving"), "--name", "old",
+                 "--onnx"]) == 0
+    out = capsys.readouterr().out
+    assert "check ok" in out and "ONNX" in out
+    assert main(["export", "check", str(tmp_path / "serving" / "old" / "1"),
+                 "--expect-input", "images:None,64,64,3", "--expect-output", "embeddings:None,128"]) == 0

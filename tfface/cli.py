@@ -118,7 +118,12 @@ def cmd_extract(a) -> None:
 def cmd_export(a) -> None:
     from tfface.export.commands import run_export
 
-    run_export(a)
+    model = None
+    if a.action == "model" and a.path.startswith("preset:"):  # a shipped preset: tfface export model preset:NAME
+        from tfface.presets import load_model
+
+        model = load_model(a.path[len("preset:"):])
+    run_export(a, model=model)
 
 
 def cmd_translate(a) -> None:
@@ -268,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("export", help="export a trained embedder: SavedModel (TF Serving) and ONNX; check one")
     s.add_argument("action", choices=["model", "check"])
-    s.add_argument("path", help="model (.keras) to export, or a SavedModel version dir to check")
+    s.add_argument("path", help="model (.keras or preset:NAME) to export, or a SavedModel version dir to check")
     s.add_argument("--out", default="runs/export", help="TF Serving base folder")
     s.add_argument("--name", default="embedder")
     s.add_argument("--version", type=int, default=1)

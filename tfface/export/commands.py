@@ -8,7 +8,8 @@ from pathlib import Path
 from tfface.errors import DataError
 
 
-def run_export(a) -> None:
+def run_export(a, model=None) -> None:
+    """``model``: an already loaded Keras model to export instead of the file ``a.path`` (a preset)."""
     from tfface.export.check import check_saved_model
 
     if a.action == "check":
@@ -26,10 +27,11 @@ def run_export(a) -> None:
     from tfface.export.saved_model import export_saved_model
     from tfface.keras_files import load_keras_file
 
-    src = Path(a.path)
-    if not src.is_file():
-        raise DataError(f"model file not found: {src}")
-    model = load_keras_file(src, "model")  # safe_mode=True: a Lambda layer is refused, naming the file
+    if model is None:
+        src = Path(a.path)
+        if not src.is_file():
+            raise DataError(f"model file not found: {src}")
+        model = load_keras_file(src, "model")  # safe_mode=True: a Lambda layer is refused, naming the file
     shape = tuple(model.input_shape[1:])
     version_dir = export_saved_model(model, a.out, name=a.name, version=a.version, input_shape=shape,
                                      input_name=a.input_name, output_name=a.output_name, overwrite=a.overwrite)
