@@ -115,3 +115,11 @@ def test_train_ddl_and_bench_bad_input_exit_2(tmp_path, capsys):
     assert main(["bench", "r3an", "--seeds", "0", "--out", str(tmp_path / "r.json")]) == 2
     assert "--seeds" in capsys.readouterr().err
     assert main(["bench", "r3an", "--parts", "nope", "--out", str(tmp_path / "r.json")]) == 2
+
+
+def test_recorded_bench_command_hides_the_real_data_path():
+    from tfface.cli import recorded_command
+
+    assert recorded_command(["bench", "recognizers", "--data", "/home/me/faces", "--small"]) == \
+        "tfface bench recognizers --data DIR --small"
+    assert recorded_command(["bench", "ddl", "--data=/x/y"]) == "tfface bench ddl --data=DIR"

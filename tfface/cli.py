@@ -117,13 +117,10 @@ def cmd_extract(a) -> None:
 
 def cmd_export(a) -> None:
     from tfface.export.commands import run_export
+    from tfface.presets import load_model, preset_name
 
-    model = None
-    if a.action == "model" and a.path.startswith("preset:"):  # a shipped preset: tfface export model preset:NAME
-        from tfface.presets import load_model
-
-        model = load_model(a.path[len("preset:"):])
-    run_export(a, model=model)
+    name = preset_name(a.path) if a.action == "model" else None  # tfface export model preset:NAME
+    run_export(a, model=None if name is None else load_model(name))
 
 
 def cmd_translate(a) -> None:
@@ -143,6 +140,23 @@ def cmd_upgrade_gallery(a) -> None:
                            batch_size=a.batch_size, overwrite=a.overwrite, progress=not a.no_progress,
                            lock_timeout=a.lock_timeout)
     print(json.dumps(info, indent=2))
+
+
+def recorded_command(argv: list[str]) -> str:
+    """The command as a result records it: a real-data folder is the user's own path, so it reads ``DIR``."""
+    out, hide = [], False
+    for tok in argv:
+        if hide:
+            out.append("DIR")
+            hide = False
+        elif tok == "--data":
+            out.append(tok)
+            hide = True
+        elif tok.startswith("--data="):
+            out.append("--data=DIR")
+        else:
+            out.append(tok)
+    return "tfface " + " ".join(out)
 
 
 def cmd_bench(a) -> None:
@@ -171,7 +185,7 @@ def cmd_bench(a) -> None:
         result = bench_recognizers(small=a.small, presets=a.preset, runs=a.run, data=a.data)
     else:
         raise TffaceError(f"unknown benchmark {a.what!r}; known: data, retrieval, r3an, ddl, recognizers")
-    result.setdefault("command", "tfface " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"]
+    result.setdefault("command", recorded_command(sys.argv[1:]) if sys.argv[1:2] == ["bench"]
                       else f"tfface bench {a.what}")
     result["machine"] = machine_info()
     out = Path(a.out or f"runs/bench/{a.what}.json")

@@ -174,7 +174,7 @@ def real_faces(embedder, data: str | Path) -> dict:
     size = int(embedder.preprocessing.model_input_shape[0])
     images, labels, _ = load_images(orl, size=size, progress=False)
     f = embedder.embed(images)
-    out = {"data": str(orl), "images": int(len(labels)), "identities": int(len(np.unique(labels))),
+    out = {"data": "ORL (AT&T) faces", "images": int(len(labels)), "identities": int(len(np.unique(labels))),
            "alignment": f"none (resized to {size}x{size})"}
     cufs = root / "cuhk-cufs-student-64px" / "photo_A64"
     dis = None
@@ -282,9 +282,9 @@ def to_markdown(result: dict) -> str:
         for n, r in real.items():
             lines.append(f"| {n} | {_f(r.get('leave_one_out_rank1'))} | "
                          f"{_f(r.get('leave_one_out_rank1_with_distractors'))} |")
-    m = result.get("machine", {})
-    lines += ["", f"Machine: {m.get('cpu')}, {m.get('cores')} cores, TensorFlow {m.get('tensorflow')}; "
-              f"command `{result.get('command', 'tfface bench recognizers')}`."]
+    from tfface.experiments.machine import provenance_line
+
+    lines += ["", provenance_line(result)]
     return "\n".join(lines)
 
 

@@ -62,24 +62,15 @@ def render_demo_sets(recipe: RecognizerRecipe, workers: int | None = None):
 PRESETS = {"old": "builtin-old", "new": "builtin-new"}
 
 
-def available_presets() -> list[str]:
-    from tfface.presets import available
-
-    return available()
-
-
 def preset_result(name: str):
     """A shipped preset in the shape of a training result (recipe, embedder, history, seconds)."""
     from types import SimpleNamespace
 
-    from tfface.config import from_dict
-    from tfface.presets import info, load_model
+    from tfface.presets import info, load_model, recipe
 
     rec = info(name)
-    recipe = from_dict(RecognizerRecipe, {k: v for k, v in rec["recipe"].items()}, where=f"preset {name}")
-    final = rec.get("final_epoch", {})
-    return SimpleNamespace(recipe=recipe, embedder=load_model(name), seconds=float(rec.get("train_seconds") or 0.0),
-                           history={k: [v] for k, v in final.items()}, preset=name)
+    return SimpleNamespace(recipe=recipe(name), embedder=load_model(name), seconds=float(rec.get("train_seconds") or 0),
+                           history={k: [v] for k, v in rec.get("final_epoch", {}).items()}, preset=name)
 
 
 def run_demo(out: str | Path = "runs/demo", quick: bool = False, workers: int | None = None,
@@ -91,6 +82,7 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, workers: int | 
     from tfface.eval.plots import plot_cmc, plot_roc, plot_similarity_histograms
     from tfface.eval.report import write_json
     from tfface.experiments.machine import describe, machine_info
+    from tfface.presets import available
     from tfface.training.recognizer import train_recognizer
 
     t_start = time.perf_counter()
@@ -116,7 +108,7 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, workers: int | 
     # 2. The old and new recognizers: the shipped presets, or trained from the recipes (--from-scratch).
     models = {}
     use_presets = (not from_scratch and not quick and small_recipe is None and large_recipe is None
-                   and set(PRESETS.values()) <= set(available_presets()))
+                   and set(PRESETS.values()) <= set(available()))
     for role, r in zip(("old", "new"), recipes, strict=True):
         t = time.perf_counter()
         if use_presets:

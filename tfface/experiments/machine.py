@@ -43,3 +43,10 @@ def describe(info: dict) -> str:
     """One line for docs: '2-core Intel Xeon ..., 24 GiB, no GPU'."""
     gpus = info.get("gpus") or []
     return f"{info['cores']}-core {info['cpu']}, {info['memory_gib']} GiB, {', '.join(gpus) if gpus else 'no GPU'}"
+
+
+def provenance_line(result: dict) -> str:
+    """The last line of a benchmark's markdown: the machine and the command that produced the figures."""
+    m = result.get("machine") or {}
+    where = describe(m) if {"cores", "cpu", "memory_gib"} <= set(m) else "machine not recorded"
+    return f"Machine: {where}, TensorFlow {m.get('tensorflow')}; command `{result.get('command')}`."

@@ -251,9 +251,9 @@ def to_markdown(result: dict) -> str:
                   f"{sp['r3an_table1_speedup_vs_resnet101']:.0f}x |",
                   f"| R3AN translator, benchmark width | 256-D feature | {sp['r3an_bench_width_features_per_s']:.0f} | "
                   f"{sp['r3an_bench_width_speedup_vs_resnet101']:.0f}x |"]
-    m = result.get("machine", {})
-    lines += ["", f"Machine: {m.get('cpu')}, {m.get('cores')} cores, {m.get('memory_gib')} GiB, TensorFlow "
-              f"{m.get('tensorflow')}; command `{result.get('command')}`."]
+    from tfface.experiments.machine import provenance_line
+
+    lines += ["", provenance_line(result)]
     return "\n".join(lines)
 
 

@@ -3,8 +3,8 @@
 
 Usage::
 
-    python tfface/experiments/r3an_real.py --orl ../shared/data/orl-att-faces/orl_faces \
-        --cufs ../shared/data/cuhk-cufs-student-64px/photo_A64 --out runs/r3an_real
+    python tfface/experiments/r3an_real.py --orl /path/to/orl-att-faces/orl_faces \
+        --cufs /path/to/cuhk-cufs-student-64px/photo_A64 --out runs/r3an_real
 
 or set ``TFFACE_DATA_DIR`` (the folder holding ``orl-att-faces/``, ``cuhk-cufs-student-64px/`` and
 ``mobilefacenet-foamliu-onnx/``) and pass nothing. A missing ORL folder or ONNX model, or a missing

@@ -36,6 +36,7 @@ import yaml
 from tfface.config import from_dict, load_yaml
 from tfface.errors import ConfigError
 from tfface.experiments.registry import Method, get_method
+from tfface.presets import preset_name
 
 __all__ = ["PACKAGED_RECIPES", "apply_override", "find_recipe", "load_experiment", "packaged_recipes"]
 
@@ -97,14 +98,10 @@ def apply_override(data: dict, override: str, where: str = "--set") -> None:
     _set(data, key, value, f"{where} {key}")
 
 
-#: A model reference naming a shipped preset (``preset:builtin-new``) instead of a file or a recipe.
-PRESET_PREFIX = "preset:"
-
-
 def _resolve_paths(data: dict, method: Method, folder: Path) -> None:
     for key in method.path_keys:
         value = _get(data, key)
-        if isinstance(value, str) and value and not Path(value).is_absolute() and not value.startswith(PRESET_PREFIX):
+        if isinstance(value, str) and value and not Path(value).is_absolute() and preset_name(value) is None:
             _set(data, key, str(folder / value), key)
 
 

@@ -14,7 +14,6 @@ import os
 from pathlib import Path
 
 from tfface.errors import ConfigError
-from tfface.experiments.recipes import PRESET_PREFIX
 from tfface.methods.recognizer.config import RecognizerRecipe
 
 __all__ = ["embedder_for", "recorded_recipe_difference", "run_recipe"]
@@ -53,21 +52,18 @@ def embedder_for(ref: str | os.PathLike, fallback_dir: str | os.PathLike | None 
     same recipe (``epochs`` overrides its epochs); otherwise it is trained into ``fallback_dir``
     (default: the recipe's own output_dir), or reused from there on a rerun. A model in the way that
     another recipe trained is an error naming the differing key, never silently reused."""
+    from tfface import presets
     from tfface.experiments.recipes import load_experiment
     from tfface.keras_files import load_keras_file
     from tfface.training.recognizer import train_recipe
 
     ref = str(ref)
-    if ref.startswith(PRESET_PREFIX):
-        from tfface.config import from_dict
-        from tfface.presets import info, load_model
-
-        name = ref[len(PRESET_PREFIX):]
+    name = presets.preset_name(ref)
+    if name is not None:
         try:
-            record = info(name)
+            return presets.load_model(name), presets.recipe(name), ref
         except ConfigError as e:
             raise ConfigError(f"{where}: {e}") from None
-        return load_model(name), from_dict(RecognizerRecipe, record["recipe"], where=f"preset {name}"), ref
     if ref.endswith(".keras"):
         if not Path(ref).is_file():
             raise ConfigError(f"{where}: {ref} not found")

@@ -14,9 +14,11 @@ import numpy as np
 from tfface.atomic import atomic_path
 from tfface.errors import ConfigError
 
-__all__ = ["PRESET_DIR", "available", "info", "load", "load_model", "pack"]
+__all__ = ["PRESET_DIR", "PRESET_PREFIX", "available", "info", "load", "load_model", "pack", "preset_name", "recipe"]
 
 PRESET_DIR = Path(__file__).resolve().parent
+#: How recipes and commands name a shipped preset as a model: ``preset:builtin-new``.
+PRESET_PREFIX = "preset:"
 FORMAT = 1
 DTYPES = ("float16", "float32")
 
@@ -47,6 +49,20 @@ def info(name: str, folder: str | os.PathLike | None = None) -> dict:
     return record
 
 
+def preset_name(ref: str | os.PathLike) -> str | None:
+    """``"builtin-new"`` for the reference ``"preset:builtin-new"``; ``None`` for anything else (a path)."""
+    ref = str(ref)
+    return ref[len(PRESET_PREFIX):] if ref.startswith(PRESET_PREFIX) else None
+
+
+def recipe(name: str, folder: str | os.PathLike | None = None):
+    """The :class:`~tfface.methods.recognizer.config.RecognizerRecipe` that trained the preset."""
+    from tfface.config import from_dict
+    from tfface.methods.recognizer.config import RecognizerRecipe
+
+    return from_dict(RecognizerRecipe, info(name, folder)["recipe"], where=f"preset {name}")
+
+
 def _architecture(record: dict):
     """The embedder network (images -> embeddings), rebuilt from the recipe's model section."""
     from tfface.config import from_dict
@@ -75,9 +91,8 @@ def load_model(name: str, folder: str | os.PathLike | None = None):
     model = _architecture(record)
     paths = [v.path for v in model.weights]
     if paths != record["variables"]:
-        raise ConfigError(f"preset {name!r}: the rebuilt network's variables differ from the record's "
-                          f"({len(paths)} vs {len(record['variables'])}; first mismatch "
-                          f"{next((a, b) for a, b in zip(paths + [''], record['variables'] + [''], strict=False) if a != b)})")
+        raise ConfigError(f"preset {name!r}: the rebuilt network's {len(paths)} variables differ from the record's "
+                          f"{len(record['variables'])} (this tfface builds another network from the recipe)")
     for v, a in zip(model.weights, arrays, strict=True):
         if tuple(v.shape) != a.shape:
             raise ConfigError(f"preset {name!r}: {v.path} has shape {tuple(v.shape)}, the file {a.shape}")
@@ -118,7 +133,7 @@ def pack(run_dir: str | os.PathLike, name: str, folder: str | os.PathLike | None
         "embedding_dim": int(trained.output_shape[-1]),
         "preprocessing": f"tfface{int(trained.input_shape[1])}",
         "parameters": int(trained.count_params()),
-        "recipe": recipe, "data": recipe.get("data"),
+        "recipe": recipe,
         "train_seconds": history.get("seconds"), "replicas": history.get("replicas"),
         "final_epoch": {k: v[-1] for k, v in (history.get("history", {}).get("train") or {}).items()
                         if isinstance(v, list) and v},
