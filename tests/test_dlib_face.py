@@ -57,9 +57,35 @@ def test_embedder_on_a_blank_image_is_128d():
 
 def test_recipe_skips_cleanly_without_data(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
-    proc = subprocess.run([sys.executable, str(ROOT / "recipes" / "r3an_real.py"), "--orl", "/nonexistent",
+    proc = subprocess.run([sys.executable, str(ROOT / "tfface" / "experiments" / "r3an_real.py"), "--orl", "/nonexistent",
                            "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=60, env=env,
                           cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "skipped" in proc.stdout and "/nonexistent" in proc.stdout and "TFFACE_DATA_DIR" in proc.stdout
     assert not (tmp_path / "out").exists()
+
+
+def test_the_dlib150_template_reaches_dlibs_own_descriptor_without_its_detector():
+    """Chips warped from the renders' exact landmarks onto DLIB_150 give (nearly) the descriptor of dlib's
+    own detect + 5-point + chip pipeline, on the faces its detector finds."""
+    from tfface.data.builtin import render_dataset
+    from tfface.data.synthetic import FaceDataConfig
+    from tfface.translation.triplets import aligned_for
+
+    data = render_dataset(FaceDataConfig(num_identities=12, images_per_identity=2, image_size=112, seed=3,
+                                         identity_offset=700_000), use_cache=False, progress=False)
+    face = dlib_face.DlibFace()
+    found = []
+    for k, im in enumerate(data.images):
+        before = face.fallbacks
+        face.face_box(im)
+        if face.fallbacks == before:
+            found.append(k)
+    assert len(found) >= 8
+    own = np.stack([face.describe(data.images[k]) for k in found])
+    chips = aligned_for(data.images[found], data.landmarks5[found], "dlib150")
+    ours = dlib_face.dlib_chip_embedder().embed(chips)
+    own /= np.linalg.norm(own, axis=1, keepdims=True)
+    assert float(np.mean(np.sum(own * ours, axis=1))) > 0.95
+    with pytest.raises(Exception, match="150x150 chips"):
+        dlib_face.dlib_chip_embedder().embed(chips[:, :112, :112])

@@ -22,10 +22,21 @@ ARCFACE_112 = np.array(
 #: The same points for 112 (high) x 96 (wide) crops (SphereFace/CosFace): x shifted by -8.
 ARCFACE_112x96 = (ARCFACE_112 - np.array([8.0, 0.0], np.float32)).astype(np.float32)
 
+#: Where dlib's 150x150 chip (``dlib.get_face_chip(img, shape, 150)``, padding 0.25) puts the five
+#: ArcFace-order points, so a face with known landmarks reaches dlib's descriptor without dlib's
+#: detector. Measured on 253 built-in renders where dlib's HOG detector found the face: the similarity
+#: from dlib's own 5 points in the image to those in its chip, applied to the renders' exact landmarks,
+#: median over faces, made left-right symmetric about the chip centre (74.5). Descriptors of chips
+#: aligned this way agree with dlib's own detect-align-describe at mean cosine 0.978 (tests/embed).
+DLIB_150 = np.array(
+    [[46.9, 48.45], [102.1, 48.45], [74.5, 77.7], [52.86, 109.95], [96.14, 109.95]], np.float32,
+)
+
 TEMPLATES: dict[str, tuple[np.ndarray, tuple[int, int]]] = {
     # name: (points, (height, width) of the crop they are defined for)
     "arcface112": (ARCFACE_112, (112, 112)),
     "arcface112x96": (ARCFACE_112x96, (112, 96)),
+    "dlib150": (DLIB_150, (150, 150)),
 }
 
 
@@ -107,7 +118,8 @@ def align_face(image: np.ndarray, landmarks5, template: str | np.ndarray = "arcf
                output_size: int | tuple[int, int] | None = None) -> np.ndarray:
     """Warp ``image`` (uint8 [H, W, 3] or [H, W]) so its 5 landmarks land on the template points.
 
-    ``template`` is ``"arcface112"`` (112x112), ``"arcface112x96"`` (112 high x 96 wide) or a (5, 2)
+    ``template`` is ``"arcface112"`` (112x112), ``"arcface112x96"`` (112 high x 96 wide), ``"dlib150"``
+    (dlib's 150x150 chip) or a (5, 2)
     array of points in the output crop (then ``output_size`` is required). With a named template an
     ``output_size`` (int or (h, w)) scales the template to that crop. Returns uint8 [h, w, 3].
     """

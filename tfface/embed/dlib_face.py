@@ -195,6 +195,31 @@ def dlib_embedder(upsample: int = 2, num_jitters: int = 0) -> Embedder:
     return Embedder(face, RAW_PIXELS, "dlib:resnet_v1", dim=DESCRIPTOR_DIM, resource=face)
 
 
+class _ChipDescriptor:
+    """dlib's descriptor on faces already aligned to its 150x150 chip (no detection)."""
+
+    def __init__(self, face: DlibFace) -> None:
+        self.face = face
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.asarray(batch)
+        if batch.shape[1:3] != (CHIP_SIZE, CHIP_SIZE):
+            raise DataError(f"dlib:resnet_v1:chip takes {CHIP_SIZE}x{CHIP_SIZE} chips aligned to the 'dlib150' "
+                            f"template (tfface.data.alignment), got images of {batch.shape[1:3]}")
+        if not len(batch):
+            return np.zeros((0, DESCRIPTOR_DIM), np.float32)
+        chips = [np.ascontiguousarray(np.clip(np.rint(c), 0, 255).astype(np.uint8)) for c in batch]
+        return np.asarray(self.face.descriptor_model.compute_face_descriptor(chips, self.face.num_jitters),
+                          np.float32)
+
+
+def dlib_chip_embedder(num_jitters: int = 0) -> Embedder:
+    """dlib's descriptor on pre-aligned 150x150 chips: for faces whose landmarks are known (renders),
+    aligned with ``align_face(image, points, "dlib150")``; no detection, so no missed faces."""
+    face = DlibFace(num_jitters=num_jitters)
+    return Embedder(_ChipDescriptor(face), RAW_PIXELS, "dlib:resnet_v1:chip", dim=DESCRIPTOR_DIM, resource=face)
+
+
 def arcface_landmarks(images: np.ndarray, face: DlibFace | None = None) -> np.ndarray:
     """ArcFace-order 5 points (N, 5, 2) of RGB images (N, H, W, 3) (or a list of differently sized ones)."""
     face = face or DlibFace()

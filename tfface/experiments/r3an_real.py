@@ -75,7 +75,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--learning-rate", type=float, default=1e-3)
     p.add_argument("--width", type=float, default=0.5)
-    p.add_argument("--ridge", type=float, default=1e-3, help="ridge of the linear baseline")
+    p.add_argument("--ridge", default="cv", help="ridge of the linear baseline: a number, or cv (identity-grouped "
+                                                 "cross-validation, tfface.methods.r3an.select_ridge)")
     return p.parse_args(argv)
 
 
@@ -260,7 +261,8 @@ def main(argv=None) -> int:
         seeds = [0] if variant == "linear" else args.seeds
         for seed in seeds:
             if variant == "linear":
-                res = train_translator("linear", pairs, epochs=1, ridge=args.ridge)
+                res = train_translator("linear", pairs, epochs=1,
+                                       ridge=args.ridge if args.ridge == "cv" else float(args.ridge))
             else:
                 cfg = R3ANConfig(variant=variant, source_dim=pairs.source_dim, target_dim=pairs.target_dim,
                                  optimizer="adam", learning_rate=args.learning_rate, width=args.width,

@@ -52,6 +52,63 @@ def export_translator(translator, export_dir: str | os.PathLike, sample: np.ndar
     return out
 
 
+def model_embedder(ref: str, preprocessing: str | None, where: str, verbose: int | str = "auto"):
+    """An :class:`~tfface.embed.Embedder` for a recipe's model reference.
+
+    ``dlib`` (dlib's detect-align-describe) and ``dlib:chip`` (its descriptor on ``dlib150``-aligned
+    chips); a preset (``preset:NAME``), a ``.keras`` embedder or a recognizer recipe (their own
+    ``tfface<size>`` preprocessing unless one is given); any other path is a model file or folder that
+    :meth:`Embedder.load` reads (SavedModel, ``.onnx``, ``.tflite``) with ``preprocessing`` required."""
+    from tfface.embed import Embedder
+    from tfface.experiments.train_recognizer import embedder_for
+
+    ref = str(ref)
+    if ref in ("dlib", "dlib:chip"):
+        from tfface.embed.dlib_face import dlib_chip_embedder, dlib_embedder
+
+        return dlib_chip_embedder() if ref == "dlib:chip" else dlib_embedder()
+    if ref.startswith("preset:") or ref.endswith((".keras", ".yaml", ".yml")) or "/" not in ref and "." not in ref:
+        model, rec, _ = embedder_for(ref, verbose=verbose, where=where)
+        size = rec.data.builtin.image_size if rec is not None and rec.data.source == "builtin" else None
+        prep = preprocessing or (f"tfface{size}" if size else None)
+        if prep is None:
+            raise ConfigError(f"{where}_preprocessing: required for {ref} (its recipe does not say its input)")
+        return Embedder.from_keras(model, prep)
+    if not preprocessing:
+        raise ConfigError(f"{where}_preprocessing: required for the model file {ref} (a registered preprocessing, "
+                          "e.g. mobilefacenet_onnx, arcface_onnx)")
+    if not Path(ref).exists():
+        raise ConfigError(f"{where}: {ref} not found (expected dlib, dlib:chip, preset:NAME, a .keras file, a "
+                          "recognizer recipe, a SavedModel folder, .onnx or .tflite)")
+    return Embedder.load(ref, preprocessing)
+
+
+def rendered_sets(recipe: R3ANRecipe, out: Path, verbose: int | str = "auto"):
+    """``source: rendered``: training triplets of new rendered identities through the recipe's two models,
+    and (with ``eval.enabled``) held-out test identities and distractors rendered the same way."""
+    from tfface.experiments.translators import TranslationSets
+    from tfface.translation.triplets import rendered_triplets
+
+    d, ev = recipe.data, recipe.eval
+    spec = d.triplet_spec()
+    old = model_embedder(d.old, d.old_preprocessing, "data.old", verbose)
+    new = model_embedder(d.new, d.new_preprocessing, "data.new", verbose)
+    progress = verbose != 0
+    build = lambda sp, sub: rendered_triplets(old, new, sp, out / "triplets" / sub, d.old_alignment,  # noqa: E731
+                                              d.new_alignment, progress=progress)
+    pairs, info = build(spec, "train")
+    sets = None
+    if ev.enabled:
+        test, _ = build(spec.replace(num_identities=ev.identities, images_per_identity=ev.images_per_identity,
+                                     identity_offset=spec.identity_offset + 10_000_000), "test")
+        dis, _ = build(spec.replace(num_identities=ev.distractors, images_per_identity=1,
+                                    identity_offset=spec.identity_offset + 20_000_000), "distractors")
+        sets = TranslationSets({"old": test.source, "new": test.target}, {"old": dis.source, "new": dis.target},
+                               test.labels)
+    keep = ("spec", "old", "new", "faces_per_second", "seconds", "computed_chunks", "reused_chunks")
+    return pairs, sets, {k: info[k] for k in keep} | {"distractors": ev.distractors if ev.enabled else 0}
+
+
 def triplets(recipe: R3ANRecipe, out: Path, verbose: int | str = "auto"):
     """``(PairedFeatures, TranslationSets or None, info)`` for the recipe's data section."""
     from tfface.methods.r3an.data import build_pairs, load_pairs
@@ -59,6 +116,8 @@ def triplets(recipe: R3ANRecipe, out: Path, verbose: int | str = "auto"):
     d = recipe.data
     if d.source == "npz":
         return load_pairs(d.path), None, {"pairs": d.path}
+    if d.source == "rendered":
+        return rendered_sets(recipe, out, verbose)
     from tfface.embed import Embedder
     from tfface.experiments.demo import render_demo_sets
     from tfface.experiments.train_recognizer import embedder_for
@@ -80,6 +139,31 @@ def triplets(recipe: R3ANRecipe, out: Path, verbose: int | str = "auto"):
     return pairs, sets, info
 
 
+def select_variant(recipe: R3ANRecipe, pairs, out: Path, verbose: int | str = "auto") -> tuple[str, dict]:
+    """With several variants: train each on the training identities less a held-out ``select_fraction``
+    of them, and keep the one whose translations of the held-out identities are closest to their true
+    target features (mean cosine). Returns ``(winner, {variant: held-out metrics})``."""
+    from tfface.experiments.translators import train_and_evaluate
+
+    ids = np.unique(pairs.labels)
+    rng = np.random.default_rng(int(recipe.translator.get("seed", 0)))
+    held_ids = rng.choice(ids, max(1, int(round(recipe.eval.select_fraction * len(ids)))), replace=False)
+    held = np.isin(pairs.labels, held_ids)
+    fit, val = pairs.subset(~held), pairs.subset(held)
+    t = recipe.train
+    scores = {}
+    for v in recipe.variants:
+        config = "linear" if v == "linear" else recipe.translator_config(pairs.source_dim, pairs.target_dim, v)
+        res, _, _ = train_and_evaluate(config, fit, None, t.epochs, t.batch_size, ridge=t.ridge,
+                                       bn_recalibration=t.bn_recalibration, verbose=verbose)
+        pred = res.translator.predict(val.source, batch_size=1024, verbose=0)
+        pred /= np.maximum(np.linalg.norm(pred, axis=1, keepdims=True), 1e-12)
+        scores[v] = {"held_out_mean_cosine": float(np.mean(np.sum(pred * val.target, axis=1))),
+                     "train_seconds": round(res.seconds, 2)}
+    winner = max(scores, key=lambda v: scores[v]["held_out_mean_cosine"])
+    return winner, {"held_out_identities": int(len(held_ids)), "criterion": "held_out_mean_cosine", "scores": scores}
+
+
 def run_recipe(recipe: R3ANRecipe, out_dir: str | os.PathLike | None = None, verbose: int | str = "auto") -> dict:
     """Run an R3AN recipe (see the module docstring); returns the summary written to ``report.json``."""
     from tfface.eval.report import write_json
@@ -88,16 +172,32 @@ def run_recipe(recipe: R3ANRecipe, out_dir: str | os.PathLike | None = None, ver
     out = Path(out_dir or recipe.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pairs, sets, info = triplets(recipe, out, verbose)
-    config = "linear" if recipe.variant == "linear" else recipe.translator_config(pairs.source_dim, pairs.target_dim)
+    variant, selection = recipe.variants[0], None
+    if len(recipe.variants) > 1:
+        variant, selection = select_variant(recipe, pairs, out, verbose)
+    config = "linear" if variant == "linear" else recipe.translator_config(pairs.source_dim, pairs.target_dim, variant)
     t = recipe.train
     res, metrics, _ = train_and_evaluate(config, pairs, sets, t.epochs, t.batch_size, out_dir=out, ridge=t.ridge,
                                          bn_recalibration=t.bn_recalibration, record=recipe,
                                          verbose=verbose)
-    report = {"name": recipe.name, "variant": recipe.variant, "triplets": len(pairs), "data": info,
+    report = {"name": recipe.name, "variant": variant, "triplets": len(pairs), "data": info,
               "metrics": metrics, "translator": str(out / "translator.keras")}
+    if selection is not None:
+        report["selection"] = selection
     if sets is not None:
         report["own_top1"] = own_top1(sets)
+        report["untranslated_top1"] = untranslated_top1(sets)
     if recipe.export:
-        report["export"] = export_translator(res.translator, out / "export", pairs.source[:64])
+        report["export"] = export_translator(res.translator, out / "export", pairs.source[:64], onnx=recipe.onnx)
     write_json(report, out / "report.json")
     return report
+
+
+def untranslated_top1(sets) -> float | None:
+    """Old probes straight against the new gallery (the incompatibility translation fixes), when the
+    two spaces have the same dimension; else None."""
+    from tfface.methods.r3an.evaluation import cross_top1
+
+    if sets.test["old"].shape[1] != sets.test["new"].shape[1]:
+        return None
+    return cross_top1(sets.test["old"], sets.test["new"], sets.labels, sets.distractors["new"])

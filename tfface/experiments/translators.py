@@ -45,7 +45,7 @@ def own_top1(sets: TranslationSets) -> dict[str, float]:
 
 
 def train_and_evaluate(config: R3ANConfig | str, pairs: PairedFeatures, sets: TranslationSets | None,
-                       epochs: int, batch_size: int, out_dir: str | Path | None = None, ridge: float = 1e-3,
+                       epochs: int, batch_size: int, out_dir: str | Path | None = None, ridge: float | str = "cv",
                        bn_recalibration: bool = True, record=None, verbose: int | str = 0):
     """Train ``config`` (or ``"linear"``) and evaluate it on ``sets`` (skipped when ``None``).
 
@@ -61,4 +61,6 @@ def train_and_evaluate(config: R3ANConfig | str, pairs: PairedFeatures, sets: Tr
                        for x in (sets.test["old"], sets.distractors["old"]))
     metrics = evaluate_translated(*translated, sets.test["new"], sets.labels, sets.distractors["new"])
     metrics.update(train_seconds=res.seconds, parameters=res.parameters)
+    if "ridge" in res.history:
+        metrics["ridge"] = res.history["ridge"]
     return res, metrics, translated

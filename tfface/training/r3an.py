@@ -79,7 +79,7 @@ def reconstruction_grid(model, pairs: PairedFeatures, n: int = 8) -> np.ndarray:
 
 def train_translator(config, pairs: PairedFeatures, epochs: int, batch_size: int = 64,
                      out_dir: str | Path | None = None, strategy=None, verbose: int | str = 0,
-                     ridge: float = 1e-3, bn_recalibration: bool = True, record: Any = None
+                     ridge: float | str = "cv", bn_recalibration: bool = True, record: Any = None
                      ) -> TranslatorResult:
     """Train ``config`` (an :class:`~tfface.methods.r3an.R3ANConfig`, or ``"linear"``) on ``pairs``.
 
@@ -94,14 +94,24 @@ def train_translator(config, pairs: PairedFeatures, epochs: int, batch_size: int
 
     t0 = time.perf_counter()
     if config == "linear" or getattr(config, "variant", None) == "linear":
+        choice = {}
+        if ridge == "cv":
+            from tfface.methods.r3an import select_ridge
+
+            folds = min(5, len(np.unique(pairs.labels)))
+            if folds < 2:
+                raise ConfigError("ridge: 'cv' needs triplets of at least 2 identities; give a number")
+            choice = select_ridge(pairs.source, pairs.target, pairs.labels, folds=folds)
+            ridge = choice["ridge"]
         tr = fit_linear_translator(pairs.source, pairs.target, ridge=ridge)
-        result = TranslatorResult("linear", tr, None, {}, time.perf_counter() - t0, int(tr.count_params()))
+        result = TranslatorResult("linear", tr, None, {"ridge": ridge, **choice}, time.perf_counter() - t0,
+                                  int(tr.count_params()))
         if out_dir is not None:  # the same artefacts as a trained translator: the record and the model
             from tfface.training.driver import write_record
 
             Path(out_dir).mkdir(parents=True, exist_ok=True)
             write_record(Path(out_dir) / "history.json", record if record is not None else {"variant": "linear"},
-                         {}, result.seconds, 1, 0, ridge=ridge)
+                         {}, result.seconds, 1, 0, ridge=ridge, ridge_selection=choice or None)
             with atomic_path(Path(out_dir) / "translator.keras", suffix=".keras") as tmp:
                 tr.save(tmp)
         return result

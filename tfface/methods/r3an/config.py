@@ -13,7 +13,7 @@ from typing import Literal
 from tfface.config import load_config
 from tfface.errors import ConfigError
 
-__all__ = ["VARIANTS", "R3ANConfig", "R3ANDataSpec", "R3ANEvalSpec", "R3ANRecipe", "R3ANTrainSpec",
+__all__ = ["CONFIG_PRESETS", "VARIANTS", "R3ANConfig", "R3ANDataSpec", "R3ANEvalSpec", "R3ANRecipe", "R3ANTrainSpec",
            "load_r3an_recipe"]
 
 #: Table 3: (use_adv, use_rec, use_rep, use_reg) per architecture.
@@ -27,6 +27,13 @@ VARIANTS: dict[str, tuple[bool, bool, bool, bool]] = {
     "arch7": (False, False, True, True),
     "r3an": (True, True, True, True),
     "fc": (False, False, False, True),
+}
+
+
+#: Named R3ANConfig starting points (:meth:`R3ANConfig.preset`); ``translator.preset`` in a recipe.
+CONFIG_PRESETS: dict[str, dict] = {
+    "paper": {},
+    "cpu": {"optimizer": "adam", "learning_rate": 1e-3, "width": 0.5},
 }
 
 
@@ -76,6 +83,15 @@ class R3ANConfig:
             if int(getattr(self, key)) < 1:
                 raise ConfigError(f"r3an.{key} must be >= 1")
 
+    @classmethod
+    def preset(cls, name: str, **changes) -> R3ANConfig:
+        """A named starting point: ``paper`` (the defaults: SGD 0.08, 200k-iteration schedule shape,
+        width 1) or ``cpu`` (the budget that trains in minutes on 2 cores: Adam 1e-3 with beta1 0.5,
+        width 0.5), with ``changes`` on top."""
+        if name not in CONFIG_PRESETS:
+            raise ConfigError(f"translator.preset: unknown {name!r}; known: {', '.join(CONFIG_PRESETS)}")
+        return cls(**{**CONFIG_PRESETS[name], **changes})
+
     @property
     def flags(self) -> tuple[bool, bool, bool, bool]:
         return VARIANTS[self.variant]
@@ -96,21 +112,40 @@ class R3ANDataSpec:
     :func:`tfface.methods.r3an.data.save_pairs`); evaluation is then off.
     """
 
-    source: Literal["builtin", "npz"] = "builtin"
+    source: Literal["builtin", "rendered", "npz"] = "builtin"
     old: str = "recognizer_small.yaml"
     new: str = "recognizer_large.yaml"
     path: str | None = None
+    # source: rendered (tfface.translation.triplets): new identities rendered for these two models
+    old_preprocessing: str | None = None  # for .onnx / .tflite / SavedModel models (a registered name)
+    new_preprocessing: str | None = None
+    old_alignment: str = "render"  # render, arcface112, arcface112x96, dlib150
+    new_alignment: str = "render"
+    triplets: dict = field(default_factory=dict)  # TripletSpec fields
 
     def __post_init__(self):
         if self.source == "npz" and not self.path:
             raise ConfigError("path: required when source is 'npz' (a paired-features .npz)")
+        if self.source == "rendered":
+            self.triplet_spec()
+
+    def triplet_spec(self):
+        """The :class:`~tfface.data.triplet_spec.TripletSpec` of ``triplets`` (checked field by field)."""
+        from tfface.config import from_dict
+        from tfface.data.triplet_spec import ALIGNMENTS, TripletSpec
+
+        for role in ("old", "new"):
+            if getattr(self, f"{role}_alignment") not in ALIGNMENTS:
+                raise ConfigError(f"data.{role}_alignment: unknown {getattr(self, f'{role}_alignment')!r}; "
+                                  f"known: {', '.join(ALIGNMENTS)}")
+        return from_dict(TripletSpec, dict(self.triplets), where="data.triplets")
 
 
 @dataclass(frozen=True)
 class R3ANTrainSpec:
     epochs: int = 6
     batch_size: int = 64
-    ridge: float = 1e-3  # the linear baseline's ridge (variant: linear)
+    ridge: float | str = "cv"  # the linear baseline's ridge (variant: linear): a value, or "cv" (select_ridge)
     bn_recalibration: bool = True
 
     def __post_init__(self):
@@ -118,13 +153,27 @@ class R3ANTrainSpec:
             raise ConfigError(f"epochs: must be in [1, 100000], got {self.epochs}")
         if self.batch_size < 2:
             raise ConfigError(f"batch_size: must be >= 2, got {self.batch_size}")
-        if self.ridge < 0:
-            raise ConfigError(f"ridge: must be >= 0, got {self.ridge}")
+        if self.ridge != "cv" and (isinstance(self.ridge, str) or not self.ridge >= 0):
+            raise ConfigError(f"ridge: must be a number >= 0 or 'cv', got {self.ridge!r}")
 
 
 @dataclass(frozen=True)
 class R3ANEvalSpec:
-    enabled: bool = True  # builtin only: MegaFace per-pair top-1 on the held-out identities with distractors
+    enabled: bool = True  # MegaFace per-pair top-1 on held-out identities with distractors (not for npz)
+    # source: rendered: held-out identities rendered like the triplets (other identity indices)
+    identities: int = 200
+    images_per_identity: int = 5
+    distractors: int = 2000
+    select_fraction: float = 0.1  # with several variants: training identities held out to pick the winner
+
+    def __post_init__(self):
+        for key in ("identities", "distractors"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"eval.{key}: must be >= 1, got {getattr(self, key)}")
+        if self.images_per_identity < 2:
+            raise ConfigError(f"eval.images_per_identity: the per-pair protocol needs >= 2, got {self.images_per_identity}")
+        if not 0 < self.select_fraction < 1:
+            raise ConfigError(f"eval.select_fraction: must be in (0, 1), got {self.select_fraction}")
 
 
 @dataclass(frozen=True)
@@ -134,35 +183,48 @@ class R3ANRecipe:
 
     name: str = "r3an"
     method: Literal["r3an"] = "r3an"
-    variant: str = "r3an"
+    variant: str | list[str] = "r3an"  # one, or several: each trained, the best on held-out identities kept
     data: R3ANDataSpec = field(default_factory=R3ANDataSpec)
     translator: dict = field(default_factory=dict)  # R3ANConfig fields (not variant, dims)
     train: R3ANTrainSpec = field(default_factory=R3ANTrainSpec)
     eval: R3ANEvalSpec = field(default_factory=R3ANEvalSpec)
     export: bool = True  # a SavedModel for TF Serving under <out>/export/translator
+    onnx: bool = False  # and translator.onnx beside it (checked against onnxruntime)
     output_dir: str | None = None
 
     def __post_init__(self):
-        if self.variant != "linear" and self.variant not in VARIANTS:
-            raise ConfigError(f"variant: unknown {self.variant!r}; known: linear, {', '.join(VARIANTS)}")
+        for v in self.variants:
+            if v != "linear" and v not in VARIANTS:
+                raise ConfigError(f"variant: unknown {v!r}; known: linear, {', '.join(VARIANTS)}")
+        if not self.variants or len(set(self.variants)) != len(self.variants):
+            raise ConfigError(f"variant: need one or more distinct variants, got {self.variant!r}")
         bad = set(self.translator) & {"variant", "source_dim", "target_dim"}
         if bad:
             raise ConfigError(f"translator.{sorted(bad)[0]}: set by the recipe (variant) or the triplets (dims)")
-        known = {f.name for f in dataclasses.fields(R3ANConfig)}
+        known = {f.name for f in dataclasses.fields(R3ANConfig)} | {"preset"}
         unknown = set(self.translator) - known
         if unknown:
             raise ConfigError(f"translator.{sorted(unknown)[0]}: unknown R3AN field; known: {', '.join(sorted(known))}")
         self.translator_config(1, 1)  # validate the values now, before any work
 
     @property
+    def variants(self) -> list[str]:
+        return [self.variant] if isinstance(self.variant, str) else list(self.variant)
+
+    @property
     def out_dir(self) -> str:
         return self.output_dir or os.path.join("runs", self.name)
 
-    def translator_config(self, source_dim: int, target_dim: int) -> R3ANConfig:
+    def translator_config(self, source_dim: int, target_dim: int, variant: str | None = None) -> R3ANConfig:
+        """The R3ANConfig of ``variant`` (default: the recipe's first); ``linear`` gets R3AN's fields."""
         from tfface.config import from_dict
 
-        base = from_dict(R3ANConfig, dict(self.translator), where="translator")
-        return base.replace(variant="r3an" if self.variant == "linear" else self.variant,
+        variant = variant or self.variants[0]
+        fields = dict(self.translator)
+        preset = fields.pop("preset", "paper")
+        parsed = from_dict(R3ANConfig, fields, where="translator")  # types and values checked by field
+        base = R3ANConfig.preset(preset, **{k: getattr(parsed, k) for k in fields})
+        return base.replace(variant="r3an" if variant == "linear" else variant,
                             source_dim=source_dim, target_dim=target_dim)
 
 

@@ -19,9 +19,11 @@ Choices where the paper is silent or inconsistent (spec ``r3an.md`` section 7; a
 - ``adv_loss``: the printed Eq. 6 pushes D(G(X)) towards 0 under minimisation (a sign slip, spec A8);
   ``"non_saturating"`` (default, DCGAN) minimises ``-log D(G(X))``, ``"saturating"`` minimises
   ``log(1 - D(G(X)))`` (the minimax form). D always descends on ``BCE(real->1, fake->0)``.
-- ``feature_loss``: "L2 loss" read as the squared Euclidean distance summed over the feature dimension
-  and averaged over the batch (``"sqdist"``, default; ``2 - 2 cos`` for unit vectors) or PyTorch's
-  ``MSELoss`` mean over all elements (``"mse"``). L_Rec is the mean squared pixel error.
+- ``feature_loss``: "L2 loss" read as PyTorch's ``MSELoss`` mean over all elements (``"mse"``, the
+  default: with the paper's SGD at lr 0.08 the other reading diverged) or as the squared Euclidean
+  distance summed over the feature dimension and averaged over the batch (``"sqdist"``, the spec's
+  suggestion, ``2 - 2 cos`` for unit vectors; the ``cpu`` preset's Adam trains with it). L_Rec is the
+  mean squared pixel error.
 - X and Y are L2-normalised (spec A3/A4); E's output is raw in training and L2-normalised by the
   exported :meth:`R3AN.translator`.
 - Weight decay is PyTorch-style coupled L2 (``wd * w`` added to every gradient, spec 3.5), not Keras'
@@ -50,7 +52,6 @@ from __future__ import annotations
 import dataclasses
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfface.errors import ConfigError, DataError
@@ -294,32 +295,3 @@ class R3AN(AdversarialModel):
 
     def get_config(self):
         return {"name": self.name, "config": dataclasses.asdict(self.config)}
-
-
-def fit_linear_translator(source: np.ndarray, target: np.ndarray, ridge: float = 1e-3,
-                          name: str = "linear_translator") -> keras.Model:
-    """The simplest baseline (not in the paper): ridge least squares ``Y ~ X W + b`` on L2-normalised
-    features, solved in closed form, returned as a Keras translator with the same input/output names
-    as :meth:`R3AN.translator` (output L2-normalised)."""
-    x = _unit(np.asarray(source, np.float64), "source")
-    y = _unit(np.asarray(target, np.float64), "target")
-    if len(x) != len(y):
-        raise DataError(f"linear translator: {len(x)} source rows but {len(y)} target rows")
-    xa = np.concatenate([x, np.ones((len(x), 1))], axis=1)
-    reg = ridge * len(x) * np.eye(xa.shape[1])
-    reg[-1, -1] = 0.0
-    w = np.linalg.solve(xa.T @ xa + reg, xa.T @ y)
-    x_in = keras.Input((x.shape[1],), name=SOURCE_FEATURES)
-    dense = keras.layers.Dense(y.shape[1], name="linear")
-    h = dense(keras.layers.UnitNormalization()(x_in))
-    dense.set_weights([w[:-1].astype(np.float32), w[-1].astype(np.float32)])
-    out = keras.layers.UnitNormalization(dtype="float32", name=TARGET_FEATURES)(h)
-    return keras.Model(x_in, out, name=name)
-
-
-def _unit(x: np.ndarray, name: str) -> np.ndarray:
-    if x.ndim != 2:
-        raise DataError(f"{name} features must be 2-D (N, D), got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise DataError(f"{name} features contain NaN or Inf (first bad row {int(np.where(~np.isfinite(x).all(1))[0][0])})")
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
