@@ -10,3 +10,7 @@ SOURCE_FEATURES = "source_features"
 TARGET_FEATURES = "target_features"
 #: the signature TF Serving calls by default
 SERVING_SIGNATURE = "serving_default"
+#: a WSGAN generator's inputs (a weak-modality feature and a noise vector) and output (a strong-space feature)
+WEAK_FEATURES = "weak_features"
+NOISE = "z"
+STRONG_FEATURES = "strong_features"

@@ -46,6 +46,8 @@ from tfface.embed.preprocessing import Preprocessing, check_images
 from tfface.errors import ConfigError, DataError
 
 INSTALL_HINT = "pip install 'tfface[real]'"
+#: How recipes name dlib's models (not paths): detect-align-describe, and the descriptor on aligned chips.
+MODEL_NAMES = ("dlib", "dlib:chip")
 DESCRIPTOR_DIM = 128
 CHIP_SIZE = 150
 

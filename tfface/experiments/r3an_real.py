@@ -75,6 +75,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--learning-rate", type=float, default=1e-3)
     p.add_argument("--width", type=float, default=0.5)
+    p.add_argument("--renders", help="a rendered-triplets folder of the same two models (tfface train "
+                                      "translator_dlib_mobilefacenet writes <out>/triplets/train): train on the real "
+                                      "pairs, on the renders and on both")
     p.add_argument("--ridge", default="cv", help="ridge of the linear baseline: a number, or cv (identity-grouped "
                                                  "cross-validation, tfface.methods.r3an.select_ridge)")
     return p.parse_args(argv)
@@ -256,8 +259,21 @@ def main(argv=None) -> int:
         reference["new_own_pair_top1"] = cross_top1(test["target"], test["target"], lab, distractors["target"])
     print("reference:", json.dumps({k: round(v, 4) for k, v in reference.items()}))
 
+    trainings = {"real": pairs}
+    if args.renders:
+        from tfface.translation.triplets import load_triplets
+
+        renders, manifest = load_triplets(args.renders)
+        if (manifest["old"]["name"], manifest["new"]["name"]) != ("dlib:resnet_v1:chip", "onnx:MobileFaceNet.onnx"):
+            raise SystemExit(f"error: {args.renders} holds triplets of {manifest['old']['name']} -> "
+                             f"{manifest['new']['name']}, not dlib -> MobileFaceNet")
+        renders = PairedFeatures(renders.faces, renders.source, renders.target, renders.labels + 10_000_000)
+        trainings["renders"] = renders
+        trainings["both"] = PairedFeatures(*(np.concatenate([getattr(pairs, k), getattr(renders, k)])
+                                             for k in ("faces", "source", "target", "labels")))
+        print(f"renders: {len(renders)} rendered triplets from {args.renders}")
     runs: list[dict] = []
-    for variant in args.variants:
+    for (training, pairs), variant in ((t, v) for t in trainings.items() for v in args.variants):
         seeds = [0] if variant == "linear" else args.seeds
         for seed in seeds:
             if variant == "linear":
@@ -270,16 +286,18 @@ def main(argv=None) -> int:
                 res = train_translator(cfg, pairs, epochs=args.epochs, batch_size=args.batch_size)
             metrics = evaluate(keras_translate(res.translator), test, distractors)
             final = {k: v[-1] for k, v in res.history.items()}
-            runs.append({"variant": variant, "seed": seed, "seconds": round(res.seconds, 1),
+            label = variant if len(trainings) == 1 else f"{variant} [{training}]"
+            runs.append({"variant": label, "training": training, "triplets": len(pairs), "seed": seed,
+                         "seconds": round(res.seconds, 1),
                          "parameters": res.parameters, "final_losses": final, **metrics})
-            print(f"{variant} seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+            print(f"{label} seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
                   + f" ({res.seconds:.0f} s)")
 
     summary = summarise(runs)
     result = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "data": {"orl": str(orl), "cufs": None if cufs is None else str(cufs), "mobilefacenet": str(mfn)},
-        "split": {"train_triplets": len(pairs), "train_orl_subjects": "s1-s20", "train_cufs_photos": n_cufs_train,
+        "split": {"train_triplets": {t: len(q) for t, q in trainings.items()}, "train_orl_subjects": "s1-s20", "train_cufs_photos": n_cufs_train,
                   "test_subjects": "s21-s40", "test_images": int(len(lab)), "gallery": "first image per identity",
                   "probes": int(len(p)),
                   "distractors": 0 if distractors is None else int(len(distractors["source"]))},
@@ -332,11 +350,13 @@ def markdown_table(reference: dict, summary: dict, with_distractors: bool) -> st
     lines.append("| none (raw dlib probes) | " + " | ".join(raw + ["-", "-", "-"]) + " |")
     names = {"linear": "linear (ridge LS)", "fc": "FC", "r3an": "R3AN", "arch3": "Arch3 (Reg only)"}
     for variant, s in summary.items():
+        base, _, training = variant.partition(" [")
+        variant = names.get(base, base) + (f" [{training}" if training else "")
         row = [cell(s, "rank1")]
         if with_distractors:
             row += [cell(s, "probe_transform_top1"), cell(s, "gallery_transform_top1")]
         row += [cell(s, "mean_cosine"), str(s["rank1"]["runs"]), f"{s['seconds_per_run']:.0f}"]
-        lines.append(f"| {names.get(variant, variant)} | " + " | ".join(row) + " |")
+        lines.append(f"| {variant} | " + " | ".join(row) + " |")
     own = [f"{reference['new_own_rank1']:.3f}"]
     if with_distractors:
         own += [f"{reference['new_own_pair_top1']:.3f}", "-"]

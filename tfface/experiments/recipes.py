@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 
 from tfface.config import from_dict, load_yaml
+from tfface.embed.dlib_face import MODEL_NAMES
 from tfface.errors import ConfigError
 from tfface.experiments.registry import Method, get_method
 from tfface.presets import preset_name
@@ -101,7 +102,8 @@ def apply_override(data: dict, override: str, where: str = "--set") -> None:
 def _resolve_paths(data: dict, method: Method, folder: Path) -> None:
     for key in method.path_keys:
         value = _get(data, key)
-        if isinstance(value, str) and value and not Path(value).is_absolute() and preset_name(value) is None:
+        if isinstance(value, str) and value and not Path(value).is_absolute() and preset_name(value) is None \
+                and value not in MODEL_NAMES:
             _set(data, key, str(folder / value), key)
 
 

@@ -63,6 +63,10 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "tfface.experiments.train_ddl:run_recipe",
            "DDL: distribution distillation loss (Huang et al., ECCV 2020)",
            path_keys=("pretrained.embedder", "pretrained.recipe", "data.path", "data.split.attributes")),
+    Method("wsgan", "tfface.methods.wsgan.config:WSGANRecipe", "tfface.methods.wsgan:WSGAN",
+           "tfface.experiments.train_wsgan:run_recipe",
+           "WSGAN: weak-to-strong modality matching by a sampled conditional generator (He et al., AAAI 2019)",
+           epochs_key="train.iterations"),
 )}
 
 

@@ -63,9 +63,9 @@ def model_embedder(ref: str, preprocessing: str | None, where: str, verbose: int
     from tfface.experiments.train_recognizer import embedder_for
 
     ref = str(ref)
-    if ref in ("dlib", "dlib:chip"):
-        from tfface.embed.dlib_face import dlib_chip_embedder, dlib_embedder
+    from tfface.embed.dlib_face import MODEL_NAMES, dlib_chip_embedder, dlib_embedder
 
+    if ref in MODEL_NAMES:
         return dlib_chip_embedder() if ref == "dlib:chip" else dlib_embedder()
     if ref.startswith("preset:") or ref.endswith((".keras", ".yaml", ".yml")) or "/" not in ref and "." not in ref:
         model, rec, _ = embedder_for(ref, verbose=verbose, where=where)

@@ -61,6 +61,6 @@ def train_and_evaluate(config: R3ANConfig | str, pairs: PairedFeatures, sets: Tr
                        for x in (sets.test["old"], sets.distractors["old"]))
     metrics = evaluate_translated(*translated, sets.test["new"], sets.labels, sets.distractors["new"])
     metrics.update(train_seconds=res.seconds, parameters=res.parameters)
-    if "ridge" in res.history:
-        metrics["ridge"] = res.history["ridge"]
+    if "ridge" in res.info:
+        metrics["ridge"] = res.info["ridge"]
     return res, metrics, translated

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from tfface.export.check import check_saved_model
 from tfface.export.onnx import export_onnx, onnx_parity
-from tfface.export.saved_model import SERVING_DEFAULT, export_saved_model
+from tfface.export.saved_model import SERVING_DEFAULT, export_saved_model, export_saved_model_inputs
 from tfface.export.warmup import WARMUP_DIR, WARMUP_FILE, read_warmup_requests, write_warmup_requests
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "check_saved_model",
     "export_onnx",
     "export_saved_model",
+    "export_saved_model_inputs",
     "onnx_parity",
     "read_warmup_requests",
     "write_warmup_requests",

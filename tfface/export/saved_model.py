@@ -92,3 +92,38 @@ def export_saved_model(model: Any, base_dir: str | os.PathLike, name: str = "emb
         write_warmup_requests(tmp / WARMUP_DIR / WARMUP_FILE, name, input_name,
                               warmup_inputs[:MAX_WARMUP_RECORDS], signature_name=SERVING_DEFAULT)
     return version_dir
+
+
+def export_saved_model_inputs(model: Any, base_dir: str | os.PathLike, name: str, inputs: dict[str, Sequence[int]],
+                              output_name: str, warmup_inputs: dict[str, np.ndarray], version: int = 1,
+                              overwrite: bool = False) -> Path:
+    """:func:`export_saved_model` for a model of several named inputs (``{name: per-example shape}``, called
+    as ``model([inputs in that order])``), e.g. WSGAN's generator (weak feature, z) -> strong feature."""
+    import keras
+    import tensorflow as tf
+
+    for value in (name, output_name, *inputs):
+        if not isinstance(value, str) or not _NAME.match(value):
+            raise ConfigError(f"export names must be letters, digits, '_', '-' or '.', got {value!r}")
+    version_dir = Path(base_dir) / name / str(int(version))
+    if version_dir.exists() and not overwrite:
+        raise DataError(f"{version_dir} already exists; pass overwrite=True or a new version")
+    specs = [tf.TensorSpec([None, *map(int, shape)], tf.float32, name=k) for k, shape in inputs.items()]
+    for k, shape in inputs.items():
+        w = np.asarray(warmup_inputs.get(k), np.float32) if k in warmup_inputs else None
+        if w is None or w.shape[1:] != tuple(map(int, shape)) or len(w) == 0:
+            raise DataError(f"warmup_inputs[{k!r}] must be (n, {', '.join(map(str, shape))})")
+
+    def serve(*xs: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {output_name: tf.cast(model(list(xs), training=False), tf.float32)}
+
+    endpoint = tf.function(serve, input_signature=specs, autograph=False)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(SERVING_DEFAULT, endpoint)
+    with atomic_dir(version_dir) as tmp:
+        archive.write_out(str(tmp), verbose=False)
+        write_warmup_requests(tmp / WARMUP_DIR / WARMUP_FILE, name, "", {k: np.asarray(v, np.float32)[:MAX_WARMUP_RECORDS]
+                                                                         for k, v in warmup_inputs.items()},
+                              signature_name=SERVING_DEFAULT)
+    return version_dir

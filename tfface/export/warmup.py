@@ -29,7 +29,8 @@ MAX_WARMUP_RECORDS = 1000  # TF Serving refuses more
 def write_warmup_requests(path: str | os.PathLike, model_name: str, input_name: str, examples: np.ndarray,
                           signature_name: str = "serving_default", max_records: int = MAX_WARMUP_RECORDS,
                           batch_size: int = 1) -> Path:
-    """Write one ``PredictRequest`` per ``batch_size`` rows of ``examples`` (first axis = batch).
+    """Write one ``PredictRequest`` per ``batch_size`` rows of ``examples`` (first axis = batch; a dict
+    ``{input name: batch}`` for a model with several inputs, ``input_name`` then unused).
 
     Only the first ``max_records * batch_size`` rows are used. Returns the path written (atomically).
     """
@@ -40,16 +41,19 @@ def write_warmup_requests(path: str | os.PathLike, model_name: str, input_name: 
         raise ConfigError(f"max_records must be in 1..{MAX_WARMUP_RECORDS} (TF Serving's limit), got {max_records}")
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-    examples = np.asarray(examples)
-    if examples.ndim < 1 or len(examples) == 0:
-        raise DataError(f"warm-up examples for {input_name!r} must be a non-empty batch, got shape {examples.shape}")
-    examples = examples[: max_records * batch_size]
+    named = examples if isinstance(examples, dict) else {input_name: examples}  # several inputs: {name: batch}
+    named = {k: np.asarray(v) for k, v in named.items()}
+    for k, v in named.items():
+        if v.ndim < 1 or len(v) == 0:
+            raise DataError(f"warm-up examples for {k!r} must be a non-empty batch, got shape {v.shape}")
+    n = min(len(v) for v in named.values())
     path = Path(path)
     with atomic_path(path) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:
-        for i in range(0, len(examples), batch_size):
+        for i in range(0, min(n, max_records * batch_size), batch_size):
             request = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature_name))
-            request.inputs[input_name].CopyFrom(tf.make_tensor_proto(examples[i:i + batch_size]))
+            for k, v in named.items():
+                request.inputs[k].CopyFrom(tf.make_tensor_proto(v[i:i + batch_size]))
             log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())
     return path

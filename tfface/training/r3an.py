@@ -44,6 +44,7 @@ class TranslatorResult:
     history: dict = field(default_factory=dict)
     seconds: float = 0.0
     parameters: int = 0
+    info: dict = field(default_factory=dict)  # the linear baseline's ridge and how it was chosen
 
 
 def r3an_optimizers(model, total_steps: int) -> dict:
@@ -104,8 +105,8 @@ def train_translator(config, pairs: PairedFeatures, epochs: int, batch_size: int
             choice = select_ridge(pairs.source, pairs.target, pairs.labels, folds=folds)
             ridge = choice["ridge"]
         tr = fit_linear_translator(pairs.source, pairs.target, ridge=ridge)
-        result = TranslatorResult("linear", tr, None, {"ridge": ridge, **choice}, time.perf_counter() - t0,
-                                  int(tr.count_params()))
+        result = TranslatorResult("linear", tr, None, {}, time.perf_counter() - t0, int(tr.count_params()),
+                                  {"ridge": ridge, "ridge_selection": choice or None})
         if out_dir is not None:  # the same artefacts as a trained translator: the record and the model
             from tfface.training.driver import write_record
 

@@ -16,8 +16,9 @@ uses real images instead). Per chunk of identities :func:`rendered_triplets`:
    the ``arcface112`` crop downsized to 56x56 as the face R3AN reconstructs;
 4. writes ``chunk-NNNNN.npz`` atomically under ``cache_dir`` beside ``manifest.json`` (the spec, the
    distribution's ranges and both models' names, dims, preprocessing and alignment). An interrupted
-   build resumes: chunks on disk are read, not recomputed; a manifest from other models or another
-   spec is an error naming the differing field, never silently mixed.
+   build resumes: chunks on disk are read, not recomputed, and a set grown to more identities keeps
+   its chunks; a manifest from other models or another spec is an error naming the differing field,
+   never silently mixed.
 
 Example (two tiny stand-in models; any :class:`~tfface.embed.Embedder` works)::
 
@@ -50,7 +51,7 @@ from tfface.methods.r3an.data import FACE_SIZE, PairedFeatures
 
 MANIFEST_FORMAT = 1
 
-__all__ = ["ALIGNMENTS", "DISTRIBUTIONS", "TripletSpec", "aligned_for", "rendered_triplets"]  # spec re-exported
+__all__ = ["ALIGNMENTS", "DISTRIBUTIONS", "TripletSpec", "aligned_for", "load_triplets", "rendered_triplets"]
 
 def _describe(model, alignment: str) -> dict:
     return {"name": model.name, "dim": model.dim, "preprocessing": model.preprocessing.name, "alignment": alignment}
@@ -78,7 +79,9 @@ def _check_manifest(path: Path, manifest: dict) -> None:
     except (OSError, ValueError) as e:
         raise DataError(f"{path}: unreadable triplet manifest ({e}); remove the folder to rebuild") from e
     for key in manifest:
-        if found.get(key) != manifest[key]:
+        same = (found.get(key) == manifest[key] if key != "spec" else  # a set may grow: chunks stay valid
+                {**found.get(key, {}), "num_identities": 0} == {**manifest[key], "num_identities": 0})
+        if not same:
             raise ConfigError(f"{path.parent}: holds triplets of another {key} ({found.get(key)} vs {manifest[key]}); "
                               "choose another cache folder or remove this one")
 
@@ -107,6 +110,9 @@ def rendered_triplets(old, new, spec: TripletSpec, cache_dir: str | os.PathLike,
                 "old": _describe(old, old_alignment), "new": _describe(new, new_alignment)}
     manifest = json.loads(json.dumps(manifest))  # tuples as lists, as read back
     _check_manifest(cache / "manifest.json", manifest)
+    if json.loads((cache / "manifest.json").read_text())["spec"] != manifest["spec"]:  # grown: record the new size
+        with atomic_path(cache / "manifest.json") as tmp:
+            tmp.write_text(json.dumps(manifest, indent=2))
     starts = list(range(0, spec.num_identities, spec.chunk_identities))
     chunks, computed, made, seconds = [], 0, 0, 0.0
     bar = tqdm(total=spec.num_identities * spec.images_per_identity, unit="face", disable=not progress,
@@ -115,7 +121,7 @@ def rendered_triplets(old, new, spec: TripletSpec, cache_dir: str | os.PathLike,
         path = cache / f"chunk-{k:05d}.npz"
         count = min(spec.chunk_identities, spec.num_identities - first)
         chunk = _load_chunk(path) if path.is_file() else None
-        if chunk is None:
+        if chunk is None or len(chunk["labels"]) != count * spec.images_per_identity:
             t0 = time.perf_counter()
             data = render_dataset(spec.render_config(first, count), use_cache=False, progress=False)
             chunk = {"faces": np.stack([align_face(im, lm, "arcface112", FACE_SIZE)
@@ -135,3 +141,22 @@ def rendered_triplets(old, new, spec: TripletSpec, cache_dir: str | os.PathLike,
     info = {**manifest, "cache": str(cache), "computed_chunks": computed, "reused_chunks": len(starts) - computed,
             "seconds": round(seconds, 2), "faces_per_second": round(made / seconds, 1) if seconds else None}
     return pairs, info
+
+
+def load_triplets(cache_dir: str | os.PathLike) -> tuple[PairedFeatures, dict]:
+    """The triplets a :func:`rendered_triplets` build left in ``cache_dir`` and its manifest (for another
+    program, e.g. a real-data benchmark, to train on the same renders)."""
+    cache = Path(cache_dir)
+    manifest_path = cache / "manifest.json"
+    if not manifest_path.is_file():
+        raise DataError(f"{cache}: no manifest.json; not a rendered-triplets folder")
+    manifest = json.loads(manifest_path.read_text())
+    spec = TripletSpec(**manifest["spec"])
+    chunks = []
+    for k in range(len(range(0, spec.num_identities, spec.chunk_identities))):
+        chunk = _load_chunk(cache / f"chunk-{k:05d}.npz")
+        if chunk is None:
+            raise DataError(f"{cache / f'chunk-{k:05d}.npz'}: missing or unreadable; rebuild with rendered_triplets")
+        chunks.append(chunk)
+    return PairedFeatures(*(np.concatenate([c[k] for c in chunks]) for k in ("faces", "source", "target", "labels"))), \
+        manifest
