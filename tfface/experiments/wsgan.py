@@ -184,6 +184,22 @@ def _in_f(pre, base, ctx, test):
     return _extractor(base, ctx).predict(gallery, verbose=0), gallery_labels, labels
 
 
+def scoring_speed(queries: int = 100, m: int = 50, gallery: int = 10_000, dim: int = 64) -> dict:
+    """Seconds per query of :func:`~tfface.methods.wsgan.scoring.parzen_scores` (best of 3 runs)."""
+    from tfface.methods.wsgan.scoring import parzen_scores
+
+    rng = np.random.default_rng(0)
+    g = rng.normal(size=(gallery, dim)).astype(np.float32)
+    s = rng.normal(size=(queries, m, dim)).astype(np.float32)
+    parzen_scores(s[:2], g, 0.3)  # trace once
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        parzen_scores(s, g, 0.3)
+        times.append(time.perf_counter() - t0)
+    return {"queries": queries, "m": m, "gallery": gallery, "dim": dim, "ms_per_query": 1000 * min(times) / queries}
+
+
 def best_deterministic(grid: Grid, metric: str) -> np.ndarray:
     """Per seed, the best of M0, M1 and M2 on ``metric``."""
     return np.max(np.stack([grid.col(v, f"m1/{metric}") for v in DETERMINISTIC]), axis=0)
@@ -271,7 +287,7 @@ def bench_wsgan(seeds: int = 3, small: bool = False, preset: str = "cpu",
     result = {"preset": preset, "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}, "seeds": seeds,
               "summary": {n: g.summary() for n, g in grids.items()},
               "claims": {c.name: {"criterion": c.criterion, "outcome": outcome[c.name]} for c in claims_holder},
-              "seconds": round(time.perf_counter() - t0, 1)}
+              "seconds": round(time.perf_counter() - t0, 1), "scoring_speed": scoring_speed()}
     result["markdown"] = markdown(result, claims_holder, outcome, provenance_line(machine_info()))
     return result
 
@@ -294,5 +310,8 @@ def markdown(result: dict, claims, outcome, provenance: str) -> str:
         real = summary.get("pretraining", {})
         lines += ["", f"Real gallery (M0 space): intra-sim {cell(real, 'real_intra_sim')}, "
                       f"inter-sim {cell(real, 'real_inter_sim')}.", ""]
-    lines += ["### Claims (spec 8.3)", "", claims_markdown(claims, outcome), "", provenance]
+    sp = result["scoring_speed"]
+    lines += ["### Claims (spec 8.3)", "", claims_markdown(claims, outcome), "",
+              f"Parzen scoring: {sp['ms_per_query']:.1f} ms per query with m = {sp['m']} over a gallery of "
+              f"{sp['gallery']:,} ({sp['dim']}-D).", "", provenance]
     return "\n".join(lines)
