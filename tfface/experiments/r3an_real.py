@@ -78,6 +78,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--renders", help="a rendered-triplets folder of the same two models (tfface train "
                                       "translator_dlib_mobilefacenet writes <out>/triplets/train): train on the real "
                                       "pairs, on the renders and on both")
+    p.add_argument("--real-weight", type=int, default=1, help="with --renders: each real pair counts this many "
+                                                                 "times in the 'both' training set")
     p.add_argument("--ridge", default="cv", help="ridge of the linear baseline: a number, or cv (identity-grouped "
                                                  "cross-validation, tfface.methods.r3an.select_ridge)")
     return p.parse_args(argv)
@@ -269,8 +271,10 @@ def main(argv=None) -> int:
                              f"{manifest['new']['name']}, not dlib -> MobileFaceNet")
         renders = PairedFeatures(renders.faces, renders.source, renders.target, renders.labels + 10_000_000)
         trainings["renders"] = renders
-        trainings["both"] = PairedFeatures(*(np.concatenate([getattr(pairs, k), getattr(renders, k)])
-                                             for k in ("faces", "source", "target", "labels")))
+        both = "both" if args.real_weight == 1 else f"both, real x{args.real_weight}"
+        trainings[both] = PairedFeatures(*(np.concatenate([np.repeat(getattr(pairs, k), args.real_weight, axis=0),
+                                                           getattr(renders, k)])
+                                           for k in ("faces", "source", "target", "labels")))
         print(f"renders: {len(renders)} rendered triplets from {args.renders}")
     runs: list[dict] = []
     for (training, pairs), variant in ((t, v) for t in trainings.items() for v in args.variants):
