@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["tfface.data.weak_strong", "tfface.methods.r3an.linear", "tfface.methods.wsgan.scoring",
+MODULES = ["tfface.data.weak_strong", "tfface.retrieval.density", "tfface.methods.r3an.linear", "tfface.methods.wsgan.scoring",
            "tfface.methods.wsgan.evaluation", "tfface.methods.wsgan.model"]
 
 

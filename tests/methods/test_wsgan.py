@@ -172,3 +172,19 @@ def test_the_recipe_trains_evaluates_and_exports_the_generator(tmp_path):
     assert report["export"]["check_ok"], report["export"]["problems"]
     assert 0.0 <= report["metrics"]["m10/recall@1"] <= 1.0 and report["metrics"]["sigma"] in recipe.eval.sigmas
     assert (tmp_path / "report.json").is_file() and list((tmp_path / "tensorboard").rglob("*.v2"))
+
+
+def test_parzen_search_over_an_index_matches_the_exhaustive_ranking():
+    from tfface.retrieval import Index, parzen_search
+
+    base = dict(train_identities=60, weak_train_identities=30, val_identities=10, test_identities=30, distractors=200)
+    cfg = WeakStrongConfig(condition="C2", lost=4, **base)
+    w = make_world(cfg)
+    samples = oracle_samples(w["test_weak"], cfg, m=10)
+    index = Index.build(w["gallery"], w["gallery_labels"] * 10 + np.arange(len(w["gallery"])) % 5, backend="exact")
+    res = parzen_search(index, samples, sigma=0.2, k=5, candidates=50)
+    full = parzen_scores(samples, index.vectors(), 0.2)
+    expected = index.ids[np.argsort(-full, axis=1)[:, :5]]
+    np.testing.assert_array_equal(res.ids, expected)
+    with pytest.raises(DataError, match="index holds 64-D"):
+        parzen_search(index, samples[:, :, :8], sigma=0.2)

@@ -7,7 +7,8 @@
    distractors, similarity distributions, and the cross-model matrix (old vs new features).
 4. Translate old features into the new space with R3AN and the FC and linear baselines
    (:mod:`tfface.experiments.demo_r3an`); export and check the translator.
-5. Write ``report.md`` with plots and ``report.json``.
+5. WSGAN on the feature-level weak / strong world (:mod:`tfface.experiments.demo_wsgan`).
+6. Write ``report.md`` with plots and ``report.json``.
 """
 
 from __future__ import annotations
@@ -152,7 +153,15 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, workers: int | 
                                   Embedder.from_keras(models["new"].embedder, prep), out, quick=quick)
     timings["translation"] = time.perf_counter() - t
 
-    # 5. Report.
+    # 5. WSGAN on the feature-level weak / strong world.
+    from tfface.experiments.demo_wsgan import run_wsgan_section, wsgan_markdown
+
+    t = time.perf_counter()
+    _say("WSGAN: weak-to-strong matching on the feature-level world")
+    wsgan = run_wsgan_section(quick=quick)
+    timings["wsgan"] = time.perf_counter() - t
+
+    # 6. Report.
     timings["total"] = time.perf_counter() - t_start
     machine = machine_info()
     report = {
@@ -170,10 +179,11 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, workers: int | 
         "cross_model": cross.to_dict(),
         "retrieval_index": {role: r.to_dict() for role, r in indexed.items()},
         "translation": translation,
+        "wsgan": wsgan,
     }
     write_json(report, out / "report.json")
     md = _markdown(report, cross.to_markdown(), describe(machine), g, p, test.labels)
-    md += "\n" + translation_markdown(translation, len(distract))
+    md += "\n" + translation_markdown(translation, len(distract)) + "\n" + wsgan_markdown(wsgan)
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text(md)
     _say(f"done in {timings['total']:.0f} s: {out / 'report.md'}")

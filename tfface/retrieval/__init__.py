@@ -7,10 +7,12 @@
 * :func:`exact_top_k`, :class:`ExactSearcher`: batched matrix-product search in TensorFlow.
 * :func:`index_search_fn`, :func:`identify_with_index`: 1:N identification (MegaFace-style) on an index.
 * :func:`export_vertex`, :func:`export_milvus`: gallery files for Vertex AI Vector Search and Milvus.
+* :func:`parzen_search`: WSGAN's density scoring of sampled strong-space features over an index.
 
 ScaNN itself is imported only when a ScaNN searcher is built or loaded.
 """
 
+from tfface.retrieval.density import parzen_search
 from tfface.retrieval.exact import ExactSearcher, exact_top_k
 from tfface.retrieval.export import export_index, export_milvus, export_vertex
 from tfface.retrieval.index import Index, SearchResult
@@ -27,6 +29,7 @@ __all__ = [
     "SearchResult",
     "choose_config",
     "exact_top_k",
+    "parzen_search",
     "export_index",
     "export_milvus",
     "export_vertex",

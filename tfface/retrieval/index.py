@@ -180,6 +180,16 @@ class Index:
         """``[len, D]`` stored (normalised) vectors of the live entries, in the order of :attr:`ids`."""
         return self._store.gather(np.flatnonzero(self._store.live))
 
+    def get(self, ids: ArrayLike) -> np.ndarray:
+        """``[len(ids), D]`` stored (normalised) vectors of the given ids; an unknown id is a ``DataError``."""
+        idn = self._check_ids(ids, None, "ids")
+        rowmap = self._store.rowmap()
+        keys = id_keys(idn)
+        missing = [k for k in keys if k not in rowmap]
+        if missing:
+            raise DataError(f"ids: {len(missing)} not in the index (first: {missing[0]!r})")
+        return self._store.gather(np.array([rowmap[k] for k in keys], np.int64))
+
     def __len__(self) -> int:
         return self._store.count
 
