@@ -135,6 +135,15 @@ output_dir: {tmp_path / 'run'}
     assert report["triplets"] == 60 and report["export"]["check_ok"]
     assert set(report["own_top1"]) == {"old", "new"} and report["untranslated_top1"] is None  # 6-D vs 8-D
     assert 0.0 <= report["metrics"]["probe_transform_top1"] <= 1.0
+    # the export upgrades a stored old gallery directly
+    from tfface.cli import main
+    from tfface.retrieval import Index
+
+    Index.build(np.random.default_rng(0).normal(size=(50, 6)).astype("float32"), backend="exact").save(
+        tmp_path / "old_index")
+    assert main(["upgrade-gallery", "--translator", str(tmp_path / "run" / "export" / "translator"),
+                 "--index", str(tmp_path / "old_index"), "--out", str(tmp_path / "new_index"), "--no-progress"]) == 0
+    assert Index.load(tmp_path / "new_index").dim == 8
     bad = recipe_path.read_text().replace("new_preprocessing: tfface56", "new_preprocessing: null")
     recipe_path.write_text(bad)
     method, recipe, _ = load_experiment(recipe_path)
