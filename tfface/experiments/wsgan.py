@@ -288,7 +288,10 @@ def bench_wsgan(seeds: int = 3, small: bool = False, preset: str = "cpu",
               "summary": {n: g.summary() for n, g in grids.items()},
               "claims": {c.name: {"criterion": c.criterion, "outcome": outcome[c.name]} for c in claims_holder},
               "seconds": round(time.perf_counter() - t0, 1), "scoring_speed": scoring_speed()}
-    result["markdown"] = markdown(result, claims_holder, outcome, provenance_line(machine_info()))
+    command = "tfface bench wsgan" + (" --small" if small else "") + f" --seeds {seeds}" + \
+        ("" if preset == "cpu" else f" --preset {preset}")
+    result["markdown"] = markdown(result, claims_holder, outcome,
+                                  provenance_line({"machine": machine_info(), "command": command}))
     return result
 
 
