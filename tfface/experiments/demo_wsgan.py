@@ -15,10 +15,10 @@ WORLD = {"condition": "C2", "lost": 4, "train_identities": 600, "weak_train_iden
 
 def run_wsgan_section(quick: bool = False, seed: int = 0) -> dict:
     from tfface.data.weak_strong import WeakStrongConfig, make_world, oracle_samples
-    from tfface.experiments.wsgan import WSGANBenchConfig, _deterministic_metrics, _sampler_metrics
+    from tfface.experiments.wsgan import WSGANBenchConfig, deterministic_metrics, sampler_metrics
     from tfface.methods.wsgan import WSGANConfig
     from tfface.methods.wsgan.data import check_labels
-    from tfface.training.wsgan import _pretrain_net, pretrain, train_class_mean_mapper, train_wsgan
+    from tfface.training.wsgan import pretrain, pretrain_networks, train_class_mean_mapper, train_wsgan
 
     t0 = time.perf_counter()
     wc = WeakStrongConfig(seed=seed, **WORLD)
@@ -32,15 +32,15 @@ def run_wsgan_section(quick: bool = False, seed: int = 0) -> dict:
     model = res.model
     fval = (model.strong_features(w["val_gallery"]), w["val_gallery_labels"], w["val_labels"])
     ftest = (model.strong_features(w["gallery"]), w["gallery_labels"], w["test_labels"])
-    out = {"wsgan": _sampler_metrics(lambda split, m, s: model.generate(w[f"{split}_weak"], m=m, seed=s),
+    out = {"wsgan": sampler_metrics(lambda split, m, s: model.generate(w[f"{split}_weak"], m=m, seed=s),
                                      fval, ftest, bench)}
     m2 = train_class_mean_mapper(cfg, w, pre, classes, epochs=5 if quick else 30)
-    f, _, _ = _pretrain_net(cfg, classes)
+    f, _, _ = pretrain_networks(cfg, classes)
     f.set_weights(pre[0])
-    out["class_mean"] = _deterministic_metrics(m2.model(w["test_weak"]),
+    out["class_mean"] = deterministic_metrics(m2.model(w["test_weak"]),
                                                (f.predict(w["gallery"], verbose=0), w["gallery_labels"],
                                                 w["test_labels"]))
-    out["oracle"] = _sampler_metrics(lambda split, m, s: oracle_samples(w[f"{split}_weak"], wc, m, seed=s),
+    out["oracle"] = sampler_metrics(lambda split, m, s: oracle_samples(w[f"{split}_weak"], wc, m, seed=s),
                                      tuple(w[k] for k in val), (w["gallery"], w["gallery_labels"], w["test_labels"]),
                                      bench)
     return {"world": WORLD, "iterations": 30 if quick else 400, "metrics": out,

@@ -139,7 +139,7 @@ def triplets(recipe: R3ANRecipe, out: Path, verbose: int | str = "auto"):
     return pairs, sets, info
 
 
-def select_variant(recipe: R3ANRecipe, pairs, out: Path, verbose: int | str = "auto") -> tuple[str, dict]:
+def select_variant(recipe: R3ANRecipe, pairs, verbose: int | str = "auto") -> tuple[str, dict]:
     """With several variants: train each on the training identities less a held-out ``select_fraction``
     of them, and keep the one whose translations of the held-out identities are closest to their true
     target features (mean cosine). Returns ``(winner, {variant: held-out metrics})``."""
@@ -174,7 +174,7 @@ def run_recipe(recipe: R3ANRecipe, out_dir: str | os.PathLike | None = None, ver
     pairs, sets, info = triplets(recipe, out, verbose)
     variant, selection = recipe.variants[0], None
     if len(recipe.variants) > 1:
-        variant, selection = select_variant(recipe, pairs, out, verbose)
+        variant, selection = select_variant(recipe, pairs, verbose)
     config = "linear" if variant == "linear" else recipe.translator_config(pairs.source_dim, pairs.target_dim, variant)
     t = recipe.train
     res, metrics, _ = train_and_evaluate(config, pairs, sets, t.epochs, t.batch_size, out_dir=out, ridge=t.ridge,

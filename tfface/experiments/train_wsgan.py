@@ -63,7 +63,7 @@ def run_recipe(recipe: WSGANRecipe, out_dir: str | os.PathLike | None = None, ve
 
     from tfface.data.weak_strong import make_world
     from tfface.eval.report import write_json
-    from tfface.experiments.wsgan import WSGANBenchConfig, _sampler_metrics
+    from tfface.experiments.wsgan import WSGANBenchConfig, sampler_metrics
     from tfface.methods.wsgan.data import check_labels
     from tfface.methods.wsgan.evaluation import matching_metrics
     from tfface.methods.wsgan.scoring import parzen_scores
@@ -91,7 +91,7 @@ def run_recipe(recipe: WSGANRecipe, out_dir: str | os.PathLike | None = None, ve
     fval = (model.strong_features(world["val_gallery"]), world["val_gallery_labels"], world["val_labels"])
     ftest = (model.strong_features(world["gallery"]), world["gallery_labels"], world["test_labels"])
     if model.use_z:
-        metrics = _sampler_metrics(lambda split, m, s: model.generate(world[f"{split}_weak"], m=m, seed=s),
+        metrics = sampler_metrics(lambda split, m, s: model.generate(world[f"{split}_weak"], m=m, seed=s),
                                    fval, ftest, bench)
     else:
         mapped = model.generate(world["test_weak"], m=1)

@@ -86,7 +86,7 @@ def _pick_sigma(sample_fn, val_gallery, val_gallery_labels, val_labels, sigmas) 
     return float(best)
 
 
-def _sampler_metrics(sample_fn, val, test, cfg: WSGANBenchConfig) -> dict:
+def sampler_metrics(sample_fn, val, test, cfg: WSGANBenchConfig) -> dict:
     """Metrics of a sampling model: sigma chosen on validation, m sweep, sigma -> inf, Table 4 similarity."""
     from tfface.methods.wsgan.evaluation import generated_similarity
 
@@ -104,7 +104,7 @@ def _sampler_metrics(sample_fn, val, test, cfg: WSGANBenchConfig) -> dict:
     return out
 
 
-def _deterministic_metrics(mapped, test) -> dict:
+def deterministic_metrics(mapped, test) -> dict:
     gallery, gallery_labels, labels = test
     res = _metrics(_score_samples(mapped[:, None, :], gallery, math.inf), labels, gallery_labels)
     return {f"m1/{k}": v for k, v in res.items()} | {f"m10/{k}": v for k, v in res.items()}
@@ -136,27 +136,27 @@ def run_condition(world_cfg, models, seeds, cfg: WSGANBenchConfig, name: str, pr
         if model == "oracle":
             def sample(split, m, s):
                 return oracle_samples(world[f"{split}_weak"], wc, m, seed=s)
-            out = _sampler_metrics(sample, val, test, cfg)
+            out = sampler_metrics(sample, val, test, cfg)
         elif model == "class_mean":
             res = train_class_mean_mapper(base, world, pre, ctx["classes"], epochs=30)
-            out = _deterministic_metrics(res.model(world["test_weak"]), _in_f(pre, base, ctx, test))
+            out = deterministic_metrics(res.model(world["test_weak"]), _in_f(pre, base, ctx, test))
         else:
             # pretraining: M0's F for both modalities; the others: a WSGAN variant from M0
             if model == "pretraining":
                 net = _extractor(base, ctx)
                 mapped = net.predict(world["test_weak"], verbose=0)
-                out = _deterministic_metrics(mapped, _in_f(pre, base, ctx, test))
+                out = deterministic_metrics(mapped, _in_f(pre, base, ctx, test))
             else:
                 res = train_wsgan(base.replace(variant=model), world, ctx["classes"], cfg.iterations, cfg.batch_size,
                                   cfg.batch_size, pretrained=pre)
                 wsgan = res.model
                 ftest = (wsgan.strong_features(world["gallery"]), world["gallery_labels"], world["test_labels"])
                 if model == "deterministic":
-                    out = _deterministic_metrics(wsgan.generate(world["test_weak"], m=1)[:, 0], ftest)
+                    out = deterministic_metrics(wsgan.generate(world["test_weak"], m=1)[:, 0], ftest)
                 else:
                     fval = (wsgan.strong_features(world["val_gallery"]), world["val_gallery_labels"],
                             world["val_labels"])
-                    out = _sampler_metrics(lambda split, m, s: wsgan.generate(world[f"{split}_weak"], m=m, seed=s),
+                    out = sampler_metrics(lambda split, m, s: wsgan.generate(world[f"{split}_weak"], m=m, seed=s),
                                            fval, ftest, cfg)
                 out["final_wasserstein"] = res.history.get("loss_wasserstein", [None])[-1]
         if model == "pretraining":  # the real gallery's Table-4 reference, in M0's space
@@ -172,9 +172,9 @@ def run_condition(world_cfg, models, seeds, cfg: WSGANBenchConfig, name: str, pr
 
 
 def _extractor(base, ctx):
-    from tfface.training.wsgan import _pretrain_net
+    from tfface.training.wsgan import pretrain_networks
 
-    f, _, _ = _pretrain_net(base, ctx["classes"])
+    f, _, _ = pretrain_networks(base, ctx["classes"])
     f.set_weights(ctx["pretrained"][0])
     return f
 

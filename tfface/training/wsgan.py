@@ -33,7 +33,7 @@ class WSGANResult:
     seconds: float = 0.0
 
 
-def _pretrain_net(config: WSGANConfig, num_classes: int):
+def pretrain_networks(config: WSGANConfig, num_classes: int):
     import keras
 
     from tfface.methods.wsgan.nets import classifier, extractor
@@ -54,7 +54,7 @@ def pretrain(config: WSGANConfig, strong, strong_labels, num_classes: int, epoch
 
     run = Run(seed=seed, strategy=strategy)
     with run.scope():
-        f, c, net = _pretrain_net(config, num_classes)
+        f, c, net = pretrain_networks(config, num_classes)
         net.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                     metrics=["accuracy"], jit_compile=False)
     h = net.fit(np.asarray(strong, np.float32), np.asarray(strong_labels), batch_size=batch_size, epochs=epochs,
@@ -104,7 +104,7 @@ def train_class_mean_mapper(config: WSGANConfig, world: dict, pretrained: tuple,
     from tfface.methods.wsgan.nets import generator
 
     t0 = time.perf_counter()
-    f, _, _ = _pretrain_net(config, num_classes)
+    f, _, _ = pretrain_networks(config, num_classes)
     f.set_weights(pretrained[0])
     fs = f.predict(world["train_strong"], batch_size=4096, verbose=0)
     labels = world["train_strong_labels"]
