@@ -184,12 +184,17 @@ def cmd_bench(a) -> None:
 
         result = bench_wsgan(seeds=a.seeds, small=a.small, preset=(a.preset or ["cpu"])[-1])
         markdown = result.pop("markdown")
+    elif a.what == "ftl":
+        from tfface.experiments.ftl import bench_ftl
+
+        result = bench_ftl(seeds=a.seeds, small=a.small)
+        markdown = result.pop("markdown")
     elif a.what == "recognizers":
         from tfface.experiments.bench_recognizers import bench_recognizers
 
         result = bench_recognizers(small=a.small, presets=a.preset, runs=a.run, data=a.data)
     else:
-        raise TffaceError(f"unknown benchmark {a.what!r}; known: data, retrieval, r3an, ddl, wsgan, recognizers")
+        raise TffaceError(f"unknown benchmark {a.what!r}; known: data, retrieval, r3an, ddl, wsgan, ftl, recognizers")
     result.setdefault("command", recorded_command(sys.argv[1:]) if sys.argv[1:2] == ["bench"]
                       else f"tfface bench {a.what}")
     result["machine"] = machine_info()
@@ -200,7 +205,7 @@ def cmd_bench(a) -> None:
         from tfface.experiments.bench_recognizers import to_markdown
 
         print(to_markdown(result))
-    elif a.what == "wsgan":
+    elif a.what in ("wsgan", "ftl"):
         with atomic_path(out.with_suffix(".md")) as tmp:
             tmp.write_text(markdown + "\n")
         print(markdown)
@@ -335,11 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_upgrade_gallery)
 
     s = sub.add_parser("bench", help="benchmarks that write JSON")
-    s.add_argument("what", choices=["data", "retrieval", "r3an", "ddl", "wsgan", "recognizers"])
+    s.add_argument("what", choices=["data", "retrieval", "r3an", "ddl", "wsgan", "ftl", "recognizers"])
     s.add_argument("--out")
     s.add_argument("--workers", type=int, default=2, help="data: rendering processes")
     s.add_argument("--small", action="store_true", help="a quick, smaller run (smoke test, not for the docs)")
-    s.add_argument("--seeds", type=int, default=3, help="r3an, ddl, wsgan: number of seeds")
+    s.add_argument("--seeds", type=int, default=3, help="r3an, ddl, wsgan, ftl: number of seeds")
     s.add_argument("--parts", default="all", help="r3an: reproduction, speed or all")
     s.add_argument("--data", help="ddl: optional real face image folder for the resolution variant; "
                                    "recognizers: a folder with orl-att-faces/ (and cuhk-cufs-student-64px/)")

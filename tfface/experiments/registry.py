@@ -67,6 +67,10 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "tfface.experiments.train_wsgan:run_recipe",
            "WSGAN: weak-to-strong modality matching by a sampled conditional generator (He et al., AAAI 2019)",
            epochs_key="train.iterations"),
+    Method("ftl", "tfface.methods.ftl.config:FTLRecipe", "tfface.methods.ftl:FTLNetworks",
+           "tfface.experiments.train_ftl:run_recipe",
+           "FTL: feature transfer to under-represented identities (Yin et al., CVPR 2019)",
+           epochs_key="train.pretrain_epochs"),
 )}
 
 

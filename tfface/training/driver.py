@@ -52,12 +52,13 @@ class Stage:
     """One ``model.fit`` call: ``epochs`` over ``dataset`` (``steps_per_epoch`` batches each when given)."""
 
     name: str
-    dataset: Any
+    dataset: Any  # a dataset, or a function returning one (called after ``before``: data from fresh statistics)
     epochs: int
     steps_per_epoch: int | None = None
     callbacks: list = field(default_factory=list)
     before: Callable[[Any], None] | None = None  # called with the model before the stage starts
     initial_epoch: int = 0  # a resumed stage (BackupAndRestore restores the same epoch) runs the rest
+    model: Any = None  # the model this stage fits (default: the one given to Run.fit; FTL's phases differ)
 
 
 class Run:
@@ -100,11 +101,13 @@ class Run:
 
         out: dict[str, dict[str, list[float]]] = {}
         for stage in stages:
+            fitted = stage.model if stage.model is not None else model
             if stage.before is not None:
-                stage.before(model)
+                stage.before(fitted)
+            dataset = stage.dataset() if callable(stage.dataset) else stage.dataset
             cbs = [keras.callbacks.TerminateOnNaN(), *callbacks, *stage.callbacks]
             t0 = time.perf_counter()
-            hist = model.fit(stage.dataset, epochs=stage.epochs, steps_per_epoch=stage.steps_per_epoch,
+            hist = fitted.fit(dataset, epochs=stage.epochs, steps_per_epoch=stage.steps_per_epoch,
                              callbacks=cbs, verbose=verbose, shuffle=False)  # data order is the dataset's
             self.seconds += time.perf_counter() - t0
             history = {k: [float(x) for x in v] for k, v in hist.history.items()}
