@@ -6,7 +6,9 @@ Each method's test file (``tests/methods/test_<name>.py``) calls these with its 
   same weight shapes), so Keras can save and load it;
 - :func:`run_replica_parity`: the same global batches under a 2-replica ``MirroredStrategy`` log the
   losses one device logs (global-batch averaging, not per replica) and, with ``fit=True``, end at the
-  same weights (gradients summed correctly over replicas).
+  same weights (gradients summed correctly over replicas);
+- :func:`run_deployable_parity`: the model a user deploys (embedder, translator, generator) gives the
+  same outputs after a ``.keras`` save + ``safe_mode`` load and served from its SavedModel.
 """
 
 from __future__ import annotations
@@ -58,3 +60,34 @@ def run_replica_parity(build: Callable[[], object], dataset: Callable[[], object
         moved += bool(np.abs(w1 - w0).max() > 1e-6)
     assert moved, "no weight moved: the parity check would pass for a model that never trains"
     return {k: v[-1] for k, v in h1.items()}
+
+
+def run_deployable_parity(deployable, inputs, tmp_path, rtol: float = 1e-5, atol: float = 1e-5) -> None:
+    """A method's deployable model (an embedder, a translator, a generator) gives the same outputs after
+    a ``.keras`` save and ``safe_mode`` load, and served from its TF Serving SavedModel (loaded with
+    ``tf.saved_model.load``, called through ``serving_default``). ``inputs``: an array, or ``{input name:
+    array}`` for a model of several named inputs (in the model's input order)."""
+    import tensorflow as tf
+
+    from tfface.export import export_saved_model, export_saved_model_inputs
+    from tfface.keras_files import load_keras_file
+
+    named = isinstance(inputs, dict)
+    args = [np.asarray(v, np.float32) for v in inputs.values()] if named else np.asarray(inputs, np.float32)
+    expected = np.asarray(deployable.predict(args, verbose=0))
+    path = tmp_path / "deployable.keras"
+    deployable.save(path)
+    loaded = load_keras_file(path, compile=False)
+    np.testing.assert_allclose(np.asarray(loaded.predict(args, verbose=0)), expected, rtol=rtol, atol=atol)
+    out_name = deployable.output_names[0] if getattr(deployable, "output_names", None) else "out"
+    if named:
+        version = export_saved_model_inputs(deployable, tmp_path / "export", "deployable",
+                                            {k: v.shape[1:] for k, v in inputs.items()}, out_name, inputs)
+        served = tf.saved_model.load(str(version)).signatures["serving_default"](
+            **{k: tf.constant(v, tf.float32) for k, v in inputs.items()})
+    else:
+        version = export_saved_model(deployable, tmp_path / "export", "deployable", input_name="x",
+                                     output_name=out_name, input_shape=args.shape[1:], warmup_inputs=args)
+        served = tf.saved_model.load(str(version)).signatures["serving_default"](x=tf.constant(args))
+    np.testing.assert_allclose(served[out_name].numpy(), expected, rtol=rtol, atol=atol)
+    assert np.abs(expected).max() > 0, "the deployable outputs zeros: the parity check would pass vacuously"

@@ -48,6 +48,9 @@ def test_quick_demo_writes_report(tmp_path, monkeypatch):
     for png in ("reconstruction.png", "translation_projection.png"):
         assert (tmp_path / "demo" / png).stat().st_size > 1000
     assert "Feature translation old -> new (R3AN)" in text
+    ftl = data["ftl"]["metrics"]
+    assert set(ftl) == {"pretrained", "sfmx_ml2", "ftl"} and "FTL: under-represented identities" in text
+    assert all(0.0 <= m["top1/ur"] <= 1.0 and m["rho"] > 0 for m in ftl.values())
 
 
 def test_demo_recipe_missing(tmp_path):

@@ -114,6 +114,27 @@ def from_dict(cls: type[T], data: dict, where: str = "") -> T:
         raise ConfigError(f"{where or cls.__name__}: {e}") from e
 
 
+def preset_config(cls: type[T], presets: dict[str, dict], name: str, where: str, **changes) -> T:
+    """``cls`` from a named starting point: ``presets[name]``'s values, then ``changes`` (a config's
+    ``preset`` classmethod). An unknown name is an error naming ``<where>.preset`` and the known ones."""
+    if name not in presets:
+        raise ConfigError(f"{where}.preset: unknown {name!r}; known: {', '.join(presets)}")
+    return cls(**{**presets[name], **changes})
+
+
+def section_with_preset(cls: type[T], presets: dict[str, dict], section: dict, where: str, default: str,
+                        **changes) -> T:
+    """``cls`` from a recipe section that may name a ``preset``: the preset's values, the section's own
+    fields on top (each checked strictly by :func:`from_dict`), then ``changes`` (values the recipe sets
+    from its data, e.g. the feature sizes)."""
+    fields = dict(section or {})
+    name = fields.pop("preset", default)
+    if name not in presets:
+        raise ConfigError(f"{where}.preset: unknown {name!r}; known: {', '.join(presets)}")
+    parsed = from_dict(cls, {**presets[name], **fields}, where=where)  # checked on top of the preset's values
+    return preset_config(cls, presets, name, where, **{k: getattr(parsed, k) for k in fields}, **changes)
+
+
 def check_range(key: str, value: Any, low: float | None = None, high: float | None = None,
                 low_open: bool = False) -> None:
     """Raise :class:`ConfigError` naming ``key`` unless ``low <= value <= high`` (``low < value`` with

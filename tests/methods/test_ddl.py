@@ -115,8 +115,8 @@ def test_tiny_fit_logs_parts_and_histograms(tmp_path):
         wrong.fit(builder.dataset(1), verbose=0)
 
 
-def test_two_replicas_match_one_device_on_the_same_global_batch(two_cpu_strategy):
-    from method_test_case import run_config_round_trip, run_replica_parity
+def test_two_replicas_match_one_device_on_the_same_global_batch(two_cpu_strategy, tmp_path):
+    from method_test_case import run_config_round_trip, run_deployable_parity, run_replica_parity
 
     imgs, labels = _faces()
     easy, hard = resolution_split(imgs, labels, factors=(8, 4))
@@ -136,6 +136,7 @@ def test_two_replicas_match_one_device_on_the_same_global_batch(two_cpu_strategy
     logs = run_replica_parity(build, lambda: builder.dataset(1, flip=False), two_cpu_strategy)
     assert {"loss", "ddl"} <= set(logs) or len(logs) > 1
     run_config_round_trip(build())
+    run_deployable_parity(build().embedder, imgs[:4], tmp_path)  # DDL deploys its fine-tuned embedder
 
 
 def test_recipe_runs_end_to_end_with_strict_config(tmp_path):

@@ -214,8 +214,8 @@ def test_gaussian_transfer_draws_from_the_regular_covariance():
         st.covariance / st.regular_samples).max())
 
 
-def test_two_replicas_train_each_phase_as_one_device(two_cpu_strategy):
-    from method_test_case import run_config_round_trip, run_replica_parity
+def test_two_replicas_train_each_phase_as_one_device(two_cpu_strategy, tmp_path):
+    from method_test_case import run_config_round_trip, run_deployable_parity, run_replica_parity
 
     x, y = _toy()
     cfg = FTLConfig(**TINY)
@@ -239,6 +239,9 @@ def test_two_replicas_train_each_phase_as_one_device(two_cpu_strategy):
 
     run_replica_parity(build_joint, lambda: joint_batches(x, y, 2, 8), two_cpu_strategy, rtol=2e-4, atol=2e-5)
     run_config_round_trip(probe)
+    run_deployable_parity(probe.embedding_model("f"), x[:4], tmp_path)
+    paper = FTLNetworks(FTLConfig.preset("paper"), 3)  # the CASIA-Net-style 100 x 100, 320-D networks build
+    assert paper.enc.output.shape[-1] == 320 and paper.dec.output.shape[1:] == (100, 100, 1)
 
 
 # ------------------------------------------------------------------------------- pipelines and data

@@ -119,13 +119,13 @@ def test_fc_baseline_matches_parameters_of_g_plus_e():
     assert abs(count([fc.mlp]) - count([ge.G, ge.E])) / count([ge.G, ge.E]) < 0.02
 
 
-def test_mirrored_strategy_trains_and_logs_global_losses(two_cpu_strategy, rng):
+def test_mirrored_strategy_trains_and_logs_global_losses(two_cpu_strategy, rng, tmp_path):
     x, img, y = _batch(rng, 16)
 
     def dataset():  # the GLOBAL batch is 16 for both (8 per replica under 2)
         return tf.data.Dataset.from_tensor_slices(((x, img), y)).batch(16)
 
-    from method_test_case import run_config_round_trip, run_replica_parity
+    from method_test_case import run_config_round_trip, run_deployable_parity, run_replica_parity
 
     built = []
 
@@ -141,6 +141,7 @@ def test_mirrored_strategy_trains_and_logs_global_losses(two_cpu_strategy, rng):
     two = built[1]
     e2 = two.evaluate(dataset(), verbose=0, return_dict=True)["loss_reg"]
     run_config_round_trip(built[0])
+    run_deployable_parity(built[0].translator(), x[:4], tmp_path)
     hist = two.fit(dataset(), epochs=2, verbose=0, shuffle=False)
     assert set(hist.history) == {"loss_d", "loss_adv", "loss_rec", "loss_rep", "loss_reg"}
     assert all(np.isfinite(v).all() for v in hist.history.values())

@@ -146,11 +146,12 @@ def test_image_grid_and_callback(tmp_path):
     assert kinds == ["TensorBoard"]
 
 
-def test_shared_method_checks(two_cpu_strategy):
-    from method_test_case import run_config_round_trip, run_replica_parity
+def test_shared_method_checks(two_cpu_strategy, tmp_path):
+    from method_test_case import run_config_round_trip, run_deployable_parity, run_replica_parity
 
     run_config_round_trip(tiny())
     x, y = colour_patterns()
+    run_deployable_parity(tiny().embedding_model(), x[:4], tmp_path)
 
     def build():
         keras.utils.set_random_seed(0)

@@ -69,8 +69,8 @@ def test_gradient_penalty_option_trains_without_clipping():
     assert np.isfinite(logs["loss_gp"][-1]) and logs["loss_gp"][-1] > 0
 
 
-def test_two_replicas_train_as_one_device(two_cpu_strategy):
-    from method_test_case import run_config_round_trip, run_replica_parity
+def test_two_replicas_train_as_one_device(two_cpu_strategy, tmp_path):
+    from method_test_case import run_config_round_trip, run_deployable_parity, run_replica_parity
 
     cfg = WSGANConfig(**SMALL)
     w = _world()
@@ -86,6 +86,11 @@ def test_two_replicas_train_as_one_device(two_cpu_strategy):
                               rtol=2e-4, atol=2e-5)
     assert {"loss_critic", "loss_wasserstein", "loss_e", "loss_cls_strong", "loss_cls_generated"} <= set(logs)
     run_config_round_trip(built[0])
+    from tfface.signatures import NOISE, WEAK_FEATURES
+
+    rng = np.random.default_rng(0)
+    run_deployable_parity(built[0].generator_model(), {WEAK_FEATURES: rng.normal(size=(4, 8)).astype("float32"),
+                                                       NOISE: rng.normal(size=(4, 4)).astype("float32")}, tmp_path)
 
 
 def test_bad_settings_fail_with_the_field_named():

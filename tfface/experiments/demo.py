@@ -7,8 +7,9 @@
    distractors, similarity distributions, and the cross-model matrix (old vs new features).
 4. Translate old features into the new space with R3AN and the FC and linear baselines
    (:mod:`tfface.experiments.demo_r3an`); export and check the translator.
-5. WSGAN on the feature-level weak / strong world (:mod:`tfface.experiments.demo_wsgan`).
-6. Write ``report.md`` with plots and ``report.json``.
+5. WSGAN on the feature-level weak / strong world (:mod:`tfface.experiments.demo_wsgan`);
+6. FTL on a long-tailed set of the built-in world (:mod:`tfface.experiments.demo_ftl`).
+7. Write ``report.md`` with plots and ``report.json``.
 """
 
 from __future__ import annotations
@@ -161,7 +162,15 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, workers: int | 
     wsgan = run_wsgan_section(quick=quick)
     timings["wsgan"] = time.perf_counter() - t
 
-    # 6. Report.
+    # 6. FTL on a long-tailed set of the built-in world.
+    from tfface.experiments.demo_ftl import ftl_markdown, run_ftl_section
+
+    t = time.perf_counter()
+    _say("FTL: feature transfer to under-represented identities")
+    ftl = run_ftl_section(quick=quick, progress=not quick)
+    timings["ftl"] = time.perf_counter() - t
+
+    # 7. Report.
     timings["total"] = time.perf_counter() - t_start
     machine = machine_info()
     report = {
@@ -180,10 +189,12 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, workers: int | 
         "retrieval_index": {role: r.to_dict() for role, r in indexed.items()},
         "translation": translation,
         "wsgan": wsgan,
+        "ftl": ftl,
     }
     write_json(report, out / "report.json")
     md = _markdown(report, cross.to_markdown(), describe(machine), g, p, test.labels)
     md += "\n" + translation_markdown(translation, len(distract)) + "\n" + wsgan_markdown(wsgan)
+    md += "\n" + ftl_markdown(ftl)
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text(md)
     _say(f"done in {timings['total']:.0f} s: {out / 'report.md'}")

@@ -135,7 +135,7 @@ def export_embedder(nets, export_dir: str | os.PathLike, sample: np.ndarray) -> 
     from tfface.signatures import EMBEDDINGS, IMAGES
 
     shape = tuple(nets.config.input_shape)
-    version_dir = export_saved_model(nets.embedder_model("f"), export_dir, "embedder", input_shape=shape,
+    version_dir = export_saved_model(nets.embedding_model("f"), export_dir, "embedder", input_shape=shape,
                                      warmup_inputs=np.asarray(sample, np.float32), overwrite=True)
     check = check_saved_model(version_dir, expected_inputs={IMAGES: [None, *shape]},
                               expected_outputs={EMBEDDINGS: [None, nets.config.feature_dim]})

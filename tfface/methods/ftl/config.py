@@ -107,9 +107,9 @@ class FTLConfig:
     def preset(cls, name: str, **changes) -> FTLConfig:
         """``small`` (the spec's CPU networks, the defaults) or ``paper`` (100 x 100 input, CASIA-Net-style
         encoder, 320-D features), then ``changes``."""
-        if name not in CONFIG_PRESETS:
-            raise ConfigError(f"model.preset: unknown {name!r}; known: {', '.join(CONFIG_PRESETS)}")
-        return cls(**{**CONFIG_PRESETS[name], **changes})
+        from tfface.config import preset_config
+
+        return preset_config(cls, CONFIG_PRESETS, name, "model", **changes)
 
     def replace(self, **kw) -> FTLConfig:
         return dataclasses.replace(self, **kw)
@@ -161,12 +161,9 @@ class FTLRecipe:
         return self.output_dir or os.path.join("runs", self.name)
 
     def model_config(self, **changes) -> FTLConfig:
-        from tfface.config import from_dict
+        from tfface.config import section_with_preset
 
-        fields = dict(self.model)
-        preset = fields.pop("preset", "small")
-        parsed = from_dict(FTLConfig, fields, where="model")
-        return FTLConfig.preset(preset, **{k: getattr(parsed, k) for k in fields}, **changes)
+        return section_with_preset(FTLConfig, CONFIG_PRESETS, self.model, "model", "small", **changes)
 
     def data_config(self):
         from tfface.config import from_dict

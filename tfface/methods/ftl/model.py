@@ -94,7 +94,7 @@ class FTLNetworks(keras.Model):
         """FC's ``W`` as [N_c, D] (one row ``w_j`` per class)."""
         return np.asarray(self.fc.get_weights()[0]).T
 
-    def embedder_model(self, feature: str = "f", name: str = "ftl_embedder") -> keras.Model:
+    def embedding_model(self, feature: str = "f", name: str = "ftl_embedder") -> keras.Model:
         """The deployable embedder: ``images`` [None, H, W, C] in [0, 1] -> ``embeddings`` (``f`` = R(Enc(x)),
         or ``g`` = Enc(x)), float32, inference mode."""
         if feature not in ("f", "g"):

@@ -88,9 +88,9 @@ class R3ANConfig:
         """A named starting point: ``paper`` (the defaults: SGD 0.08, 200k-iteration schedule shape,
         width 1) or ``cpu`` (the budget that trains in minutes on 2 cores: Adam 1e-3 with beta1 0.5,
         width 0.5), with ``changes`` on top."""
-        if name not in CONFIG_PRESETS:
-            raise ConfigError(f"translator.preset: unknown {name!r}; known: {', '.join(CONFIG_PRESETS)}")
-        return cls(**{**CONFIG_PRESETS[name], **changes})
+        from tfface.config import preset_config
+
+        return preset_config(cls, CONFIG_PRESETS, name, "translator", **changes)
 
     @property
     def flags(self) -> tuple[bool, bool, bool, bool]:
@@ -217,13 +217,10 @@ class R3ANRecipe:
 
     def translator_config(self, source_dim: int, target_dim: int, variant: str | None = None) -> R3ANConfig:
         """The R3ANConfig of ``variant`` (default: the recipe's first); ``linear`` gets R3AN's fields."""
-        from tfface.config import from_dict
+        from tfface.config import section_with_preset
 
         variant = variant or self.variants[0]
-        fields = dict(self.translator)
-        preset = fields.pop("preset", "paper")
-        parsed = from_dict(R3ANConfig, fields, where="translator")  # types and values checked by field
-        base = R3ANConfig.preset(preset, **{k: getattr(parsed, k) for k in fields})
+        base = section_with_preset(R3ANConfig, CONFIG_PRESETS, self.translator, "translator", "paper")
         return base.replace(variant="r3an" if variant == "linear" else variant,
                             source_dim=source_dim, target_dim=target_dim)
 

@@ -89,9 +89,9 @@ class WSGANConfig:
     def preset(cls, name: str, **changes) -> WSGANConfig:
         """``paper`` (the defaults) or ``cpu`` (what trains in a few thousand iterations on 2 cores:
         RMSProp 5e-4 for G and D, SGD 0.05 for F and W_C, E at 0.5 so that mu L_E moves it), then ``changes``."""
-        if name not in CONFIG_PRESETS:
-            raise ConfigError(f"model.preset: unknown {name!r}; known: {', '.join(CONFIG_PRESETS)}")
-        return cls(**{**CONFIG_PRESETS[name], **changes})
+        from tfface.config import preset_config
+
+        return preset_config(cls, CONFIG_PRESETS, name, "model", **changes)
 
     @property
     def flags(self) -> tuple[bool, bool, bool, bool]:
@@ -159,16 +159,13 @@ class WSGANRecipe:
         return self.output_dir or os.path.join("runs", self.name)
 
     def model_config(self, weak_dim: int, strong_dim: int, **changes) -> WSGANConfig:
-        from tfface.config import from_dict
+        from tfface.config import section_with_preset
 
         bad = set(self.model) & {"weak_dim", "strong_dim"}
         if bad:
             raise ConfigError(f"model.{sorted(bad)[0]}: set by the data")
-        fields = dict(self.model)
-        preset = fields.pop("preset", "paper")
-        parsed = from_dict(WSGANConfig, fields, where="model")
-        return WSGANConfig.preset(preset, **{k: getattr(parsed, k) for k in fields},
-                                  weak_dim=weak_dim, strong_dim=strong_dim, **changes)
+        return section_with_preset(WSGANConfig, CONFIG_PRESETS, self.model, "model", "paper",
+                                   weak_dim=weak_dim, strong_dim=strong_dim, **changes)
 
     def world_config(self):
         from tfface.config import from_dict
