@@ -149,3 +149,68 @@ output_dir: {tmp_path / 'run'}
     method, recipe, _ = load_experiment(recipe_path)
     with pytest.raises(ConfigError, match="data.new_preprocessing: required"):
         method.run(recipe, verbose=0)
+
+
+def test_the_users_real_faces_mix_with_the_renders_at_their_weight(tmp_path):
+    """``data.real``: photographs in identity folders, landmarks by dlib, each model's own template,
+    training identities repeated ``weight`` times beside the renders, held-out ones measured."""
+    pytest.importorskip("dlib")
+    pytest.importorskip("face_recognition_models")
+    from PIL import Image
+
+    from tfface.data.builtin import render_dataset
+    from tfface.data.synthetic import FaceDataConfig
+    from tfface.experiments.recipes import load_experiment
+    from tfface.translation.real_triplets import real_triplets
+
+    faces = render_dataset(FaceDataConfig(num_identities=4, images_per_identity=3, image_size=112,
+                                          identity_offset=900_000), use_cache=False, progress=False)
+    for i, (im, lab) in enumerate(zip(faces.images, faces.labels, strict=True)):
+        (tmp_path / "photos" / f"person{lab}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(im).save(tmp_path / "photos" / f"person{lab}" / f"{i}.png")
+    old, new = mean_rgb(), grid()
+    pairs, info = real_triplets(old, new, tmp_path / "photos", tmp_path / "cache", "arcface112", "dlib150",
+                                progress=False)
+    assert len(pairs) == 12 and info["identities"] == 4 and pairs.faces.shape == (12, 56, 56, 3)
+    again, _ = real_triplets(old, new, tmp_path / "photos", tmp_path / "cache", "arcface112", "dlib150",
+                             progress=False)  # from the cache
+    np.testing.assert_array_equal(again.source, pairs.source)
+    with pytest.raises(ConfigError, match="cannot align a real photograph"):
+        real_triplets(old, new, tmp_path / "photos", tmp_path / "cache", "render", "dlib150", progress=False)
+    with pytest.raises(DataError, match="data.real.path"):
+        real_triplets(old, new, tmp_path / "nowhere", tmp_path / "cache", "arcface112", "dlib150", progress=False)
+
+    import keras
+
+    for name, dim in (("old", 6), ("new", 8)):
+        inp = keras.Input((56, 56, 3))
+        out = keras.layers.Dense(dim)(keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 5, strides=4)(inp)))
+        keras.Model(inp, out).save(tmp_path / f"{name}.keras")
+    recipe_path = tmp_path / "translator_real.yaml"
+    recipe_path.write_text(f"""
+name: translator_real
+method: r3an
+variant: linear
+data:
+  source: rendered
+  old: old.keras
+  old_preprocessing: tfface56
+  old_alignment: arcface112
+  new: new.keras
+  new_preprocessing: tfface56
+  new_alignment: arcface112
+  triplets: {{num_identities: 10, images_per_identity: 2, render_size: 64, chunk_identities: 10}}
+  real: {{path: photos, weight: 3, test_fraction: 0.5}}
+train: {{epochs: 1, batch_size: 8}}
+eval: {{identities: 4, images_per_identity: 2, distractors: 6}}
+export: false
+output_dir: {tmp_path / 'run'}
+""")
+    method, recipe, _ = load_experiment(recipe_path)  # data.real.path resolves beside the recipe
+    report = method.run(recipe, verbose=0)
+    real = report["data"]["real"]
+    assert real["train_pairs"] == 6 and real["test_pairs"] == 6 and real["weight"] == 3
+    assert report["triplets"] == 20 + 3 * 6  # the renders plus three copies of the real training pairs
+    assert report["real_faces"]["identities"] == 2 and 0.0 <= report["real_faces"]["translated_rank1"] <= 1.0
+    with pytest.raises(ConfigError, match="data.old_alignment: 'render' cannot align"):
+        load_experiment(recipe_path, overrides=["data.old_alignment=render"])

@@ -58,7 +58,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("r3an", "tfface.methods.r3an.config:R3ANRecipe", "tfface.methods.r3an:R3AN",
            "tfface.experiments.train_r3an:run_recipe",
            "R3AN: feature translation by reconstruction and representation (Chen et al., ICCV 2019)",
-           path_keys=("data.old", "data.new", "data.path")),
+           path_keys=("data.old", "data.new", "data.path", "data.real.path")),
     Method("ddl", "tfface.methods.ddl.config:DDLRecipe", "tfface.methods.ddl:build_ddl",
            "tfface.experiments.train_ddl:run_recipe",
            "DDL: distribution distillation loss (Huang et al., ECCV 2020)",

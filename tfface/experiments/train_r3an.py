@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfface.errors import ConfigError
+from tfface.errors import ConfigError, DataError
 from tfface.methods.r3an.config import R3ANRecipe
 
 __all__ = ["export_translator", "run_recipe", "triplets"]
@@ -106,16 +106,77 @@ def rendered_sets(recipe: R3ANRecipe, out: Path, verbose: int | str = "auto"):
         sets = TranslationSets({"old": test.source, "new": test.target}, {"old": dis.source, "new": dis.target},
                                test.labels)
     keep = ("spec", "old", "new", "faces_per_second", "seconds", "computed_chunks", "reused_chunks")
-    return pairs, sets, {k: info[k] for k in keep} | {"distractors": ev.distractors if ev.enabled else 0}
+    info = {k: info[k] for k in keep} | {"distractors": ev.distractors if ev.enabled else 0}
+    real_test = None
+    if d.real is not None:
+        pairs, info["real"], real_test = mix_real_pairs(pairs, old, new, recipe, out, progress)
+    return pairs, sets, info, real_test
+
+
+def split_identities(pairs, test_fraction: float, seed: int):
+    """``(train, test)`` PairedFeatures with ``test_fraction`` of the identities (seeded) held out."""
+    from tfface.methods.r3an.data import PairedFeatures
+
+    ids = np.unique(pairs.labels)
+    test_ids = np.random.default_rng(seed).permutation(ids)[:int(round(test_fraction * len(ids)))]
+    mask = np.isin(pairs.labels, test_ids)
+    pick = lambda m: PairedFeatures(pairs.faces[m], pairs.source[m], pairs.target[m], pairs.labels[m])  # noqa: E731
+    return pick(~mask), pick(mask)
+
+
+def mix_real_pairs(renders, old, new, recipe: R3ANRecipe, out: Path, progress: bool):
+    """``data.real``: the user's faces as triplets (:func:`tfface.translation.real_triplets.real_triplets`),
+    their training identities repeated ``weight`` times beside the renders (labels after the renders'),
+    the held-out ones kept for :func:`real_face_metrics`. Returns ``(mixed pairs, info, held-out pairs)``."""
+    from tfface.methods.r3an.data import PairedFeatures
+    from tfface.translation.real_triplets import real_triplets
+
+    d = recipe.data
+    real, info = real_triplets(old, new, d.real.path, out / "triplets" / "real", d.old_alignment, d.new_alignment,
+                               progress=progress)
+    train, test = split_identities(real, d.real.test_fraction, d.real.seed)
+    if not len(train):
+        raise ConfigError(f"data.real.test_fraction: {d.real.test_fraction} leaves no real identity to train on")
+    k = int(d.real.weight)
+    offset = int(renders.labels.max()) + 1
+    mixed = PairedFeatures(*(np.concatenate([getattr(renders, f)] + [getattr(train, f)] * k)
+                             for f in ("faces", "source", "target")),
+                           np.concatenate([renders.labels] + [train.labels + offset] * k))
+    info |= {"weight": k, "train_pairs": len(train), "test_pairs": len(test), "renders": len(renders),
+             "real_share": round(k * len(train) / len(mixed), 4)}
+    return mixed, info, test
+
+
+def real_face_metrics(translate, test) -> dict:
+    """On the held-out real identities: rank-1 of translated old probes against a gallery of the first
+    image's new feature per identity, beside the new model's own rank-1 on the same split (and the
+    untranslated old features' when the dimensions agree)."""
+    from tfface.eval.identification import identify
+
+    lab = test.labels
+    first = np.array([np.flatnonzero(lab == c)[0] for c in np.unique(lab)])
+    rest = np.setdiff1d(np.arange(len(lab)), first)
+    if not len(rest):
+        raise DataError("data.real: the held-out real identities need 2 or more images each")
+
+    def rank1(probe):
+        return float(identify(probe[rest], lab[rest], test.target[first], lab[first], ranks=(1,)).rank_accuracy[1])
+
+    out = {"translated_rank1": rank1(np.asarray(translate(test.source), np.float32)),
+           "new_own_rank1": rank1(test.target), "identities": int(len(first)), "probes": int(len(rest))}
+    if test.source.shape[1] == test.target.shape[1]:
+        out["untranslated_rank1"] = rank1(test.source)
+    return out
 
 
 def triplets(recipe: R3ANRecipe, out: Path, verbose: int | str = "auto"):
-    """``(PairedFeatures, TranslationSets or None, info)`` for the recipe's data section."""
+    """``(PairedFeatures, TranslationSets or None, info, held-out real pairs or None)`` for the recipe's data
+    section."""
     from tfface.methods.r3an.data import build_pairs, load_pairs
 
     d = recipe.data
     if d.source == "npz":
-        return load_pairs(d.path), None, {"pairs": d.path}
+        return load_pairs(d.path), None, {"pairs": d.path}, None
     if d.source == "rendered":
         return rendered_sets(recipe, out, verbose)
     from tfface.embed import Embedder
@@ -136,7 +197,7 @@ def triplets(recipe: R3ANRecipe, out: Path, verbose: int | str = "auto"):
     pairs = build_pairs(train.images, train.labels, old, new, cache=out / "pairs.npz")
     sets = embed_sets(test, distract, old, new) if recipe.eval.enabled else None
     info.update(world=world.name, distractors=int(len(distract)))
-    return pairs, sets, info
+    return pairs, sets, info, None
 
 
 def select_variant(recipe: R3ANRecipe, pairs, verbose: int | str = "auto") -> tuple[str, dict]:
@@ -171,7 +232,7 @@ def run_recipe(recipe: R3ANRecipe, out_dir: str | os.PathLike | None = None, ver
 
     out = Path(out_dir or recipe.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    pairs, sets, info = triplets(recipe, out, verbose)
+    pairs, sets, info, real_test = triplets(recipe, out, verbose)
     variant, selection = recipe.variants[0], None
     if len(recipe.variants) > 1:
         variant, selection = select_variant(recipe, pairs, verbose)
@@ -187,6 +248,8 @@ def run_recipe(recipe: R3ANRecipe, out_dir: str | os.PathLike | None = None, ver
     if sets is not None:
         report["own_top1"] = own_top1(sets)
         report["untranslated_top1"] = untranslated_top1(sets)
+    if real_test is not None and len(real_test):
+        report["real_faces"] = real_face_metrics(lambda x: res.translator.predict(x, verbose=0), real_test)
     if recipe.export:
         report["export"] = export_translator(res.translator, out / "export", pairs.source[:64], onnx=recipe.onnx)
     write_json(report, out / "report.json")

@@ -101,6 +101,27 @@ class R3ANConfig:
 
 
 @dataclass(frozen=True)
+class RealPairsSpec:
+    """The user's own faces (``path``: identity folders; landmarks by dlib, the ``real`` extra) mixed with the
+    renders: each real training pair counts ``weight`` times, and ``test_fraction`` of the identities
+    (seeded) are held out to measure the translator on real faces (probe-transform rank-1, the first
+    image of each identity as the gallery)."""
+
+    path: str
+    weight: int = 1
+    test_fraction: float = 0.5
+    seed: int = 0
+
+    def __post_init__(self):
+        if not self.path:
+            raise ConfigError("data.real.path: a folder of identity folders is required")
+        if not 1 <= int(self.weight) <= 1000:
+            raise ConfigError(f"data.real.weight: must be in [1, 1000], got {self.weight}")
+        if not 0.0 <= self.test_fraction < 1.0:
+            raise ConfigError(f"data.real.test_fraction: must be in [0, 1), got {self.test_fraction}")
+
+
+@dataclass(frozen=True)
 class R3ANDataSpec:
     """Where the (56x56 face, old feature, new feature) triplets come from.
 
@@ -122,12 +143,20 @@ class R3ANDataSpec:
     old_alignment: str = "render"  # render, arcface112, arcface112x96, dlib150
     new_alignment: str = "render"
     triplets: dict = field(default_factory=dict)  # TripletSpec fields
+    real: RealPairsSpec | None = None  # source: rendered: the user's own faces mixed with the renders
 
     def __post_init__(self):
         if self.source == "npz" and not self.path:
             raise ConfigError("path: required when source is 'npz' (a paired-features .npz)")
         if self.source == "rendered":
             self.triplet_spec()
+        if self.real is not None and self.source != "rendered":
+            raise ConfigError("data.real: the user's real faces mix with rendered triplets (source: rendered)")
+        if self.real is not None:
+            for role in ("old", "new"):
+                if getattr(self, f"{role}_alignment") == "render":
+                    raise ConfigError(f"data.{role}_alignment: 'render' cannot align the real photographs of "
+                                      "data.real; name the model's template (arcface112, arcface112x96, dlib150)")
 
     def triplet_spec(self):
         """The :class:`~tfface.data.triplet_spec.TripletSpec` of ``triplets`` (checked field by field)."""
