@@ -8,7 +8,9 @@ import importlib
 import pytest
 
 MODULES = ["tfface.data.weak_strong", "tfface.retrieval.density", "tfface.methods.r3an.linear", "tfface.methods.wsgan.scoring",
-           "tfface.methods.wsgan.evaluation", "tfface.methods.wsgan.model"]
+           "tfface.methods.wsgan.evaluation", "tfface.methods.wsgan.model", "tfface.methods.ftl.stats",
+           "tfface.methods.ftl.losses", "tfface.methods.ftl.model", "tfface.data.long_tail",
+           "tfface.methods.ganfaces.model"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -24,6 +24,16 @@ def grid(name="grid"):
     return Embedder.from_callable(lambda x: x[:, ::8, ::8, 0].reshape(len(x), -1) + 2.0, "tfface64", name=name, dim=64)
 
 
+def save_tiny_models(folder):
+    """Two tiny Keras "models" saved as ``old.keras`` (6-D) and ``new.keras`` (8-D): stand-ins for the user's."""
+    import keras
+
+    for name, dim in (("old", 6), ("new", 8)):
+        inp = keras.Input((56, 56, 3))
+        out = keras.layers.Dense(dim)(keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 5, strides=4)(inp)))
+        keras.Model(inp, out).save(folder / f"{name}.keras")
+
+
 def test_triplets_are_the_models_features_of_the_rendered_faces(tmp_path):
     pairs, info = rendered_triplets(mean_rgb(), grid(), SPEC, tmp_path / "t", progress=False)
     assert len(pairs) == 8 and pairs.source_dim == 3 and pairs.target_dim == 64
@@ -99,15 +109,10 @@ def test_select_ridge_shrinks_only_when_it_helps_held_out_identities():
 
 
 def test_a_rendered_translator_recipe_selects_exports_and_reports(tmp_path):
-    import keras
 
     from tfface.experiments.recipes import load_experiment
 
-    # two tiny Keras "models" saved as .keras files stand in for the user's old and new models
-    for name, dim in (("old", 6), ("new", 8)):
-        inp = keras.Input((56, 56, 3))
-        out = keras.layers.Dense(dim)(keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 5, strides=4)(inp)))
-        keras.Model(inp, out).save(tmp_path / f"{name}.keras")
+    save_tiny_models(tmp_path)
     recipe_path = tmp_path / "translator_tiny.yaml"
     recipe_path.write_text(f"""
 name: translator_tiny
@@ -180,12 +185,7 @@ def test_the_users_real_faces_mix_with_the_renders_at_their_weight(tmp_path):
     with pytest.raises(DataError, match="data.real.path"):
         real_triplets(old, new, tmp_path / "nowhere", tmp_path / "cache", "arcface112", "dlib150", progress=False)
 
-    import keras
-
-    for name, dim in (("old", 6), ("new", 8)):
-        inp = keras.Input((56, 56, 3))
-        out = keras.layers.Dense(dim)(keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 5, strides=4)(inp)))
-        keras.Model(inp, out).save(tmp_path / f"{name}.keras")
+    save_tiny_models(tmp_path)
     recipe_path = tmp_path / "translator_real.yaml"
     recipe_path.write_text(f"""
 name: translator_real

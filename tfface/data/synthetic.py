@@ -10,8 +10,8 @@ An *image* of an identity is drawn under nuisance factors, each a named field of
 :class:`NuisanceConfig` and recorded per image in the cache (``nuisance_<name>`` arrays):
 ``yaw``, ``pitch``, ``roll`` (degrees), ``expression`` weights, ``light_azimuth``,
 ``light_elevation``, ``light_strength``, ``ambient``, ``background``, ``scale``, ``shift_x``,
-``shift_y``, ``blur``, ``noise``, ``resolution_factor`` and the image ``style`` (``photo`` or
-``sketch``). Later methods define hard samples (large |yaw|, resolution_factor 4 or 8), a weak
+``shift_y``, ``blur``, ``noise``, ``resolution_factor`` and the image ``style`` (``photo``,
+``sketch`` or ``plain``: a bare 3DMM-style render, see :func:`render_face`). Later methods define hard samples (large |yaw|, resolution_factor 4 or 8), a weak
 modality (``style="sketch"``) and domain shifts through these fields.
 
 Everything is deterministic by seed: identity ``i`` draws from ``default_rng([seed, 0, i])`` and its
@@ -45,7 +45,7 @@ MAX_IDENTITIES = 10_000_000
 MAX_IMAGES = 20_000_000
 
 SUPPORTED_SIZES = (56, 64, 96, 112)
-STYLES = ("photo", "sketch")
+STYLES = ("photo", "sketch", "plain")
 BACKGROUNDS = ("random", "plain", "white")
 # ArcFace template (112x112): eye centre y and inter-ocular distance, as fractions of the image size.
 _EYE_Y, _MOUTH_Y, _IOD = 51.6 / 112, 92.3 / 112, (73.5318 - 38.2946) / 112
@@ -229,13 +229,14 @@ def _near(xy: np.ndarray, pts: np.ndarray, margin: float) -> np.ndarray:
     return np.nonzero((xy[:, 0] > lo[0]) & (xy[:, 0] < hi[0]) & (xy[:, 1] > lo[1]) & (xy[:, 1] < hi[1]))[0]
 
 
-def albedo(canon: np.ndarray, region: np.ndarray, ident: Identity, g: _Geometry) -> np.ndarray:
-    """Per-pixel albedo (N, 3) from canonical positions (N, 3) and region codes (N,)."""
+def albedo(canon: np.ndarray, region: np.ndarray, ident: Identity, g: _Geometry, plain: bool = False) -> np.ndarray:
+    """Per-pixel albedo (N, 3) from canonical positions (N, 3) and region codes (N,); ``plain`` leaves out
+    the skin marks, the beard and the scalp hair (skin there), keeping skin tone, cheeks, lips, brows, eyes."""
     xy = canon[:, :2]
     x, y, z = canon[:, 0], canon[:, 1], canon[:, 2]
     col = np.repeat(ident.skin[None], len(canon), 0)
     # Skin marks and cheeks: smooth identity-specific colouring.
-    for mx, my, r, dr, dg, db in ident.marks:
+    for mx, my, r, dr, dg, db in ([] if plain else ident.marks):
         i = _near(xy, np.array([[mx, my]]), 3 * r)
         w = np.exp(-((x[i] - mx) ** 2 + (y[i] - my) ** 2) / (2 * r * r))[:, None]
         col[i] += w * np.array([dr, dg, db], np.float32)
@@ -249,7 +250,7 @@ def albedo(canon: np.ndarray, region: np.ndarray, ident: Identity, g: _Geometry)
     lips[i] = _inside_polygon(xy[i], g.lip_outer) & (z[i] > 8)
     col[lips] *= ident.lips
     # Beard: lower face below the mouth and along the jaw, in front.
-    if ident.beard > 0:
+    if ident.beard > 0 and not plain:
         beard = (y < g.mouth_y + 0.6) & (y > g.chin_y - 3.0) & (region != REGION_HEAD) & ~lips & (z > 3)
         col[beard] = (1 - ident.beard) * col[beard] + ident.beard * ident.hair
     # Eyebrows.
@@ -273,7 +274,7 @@ def albedo(canon: np.ndarray, region: np.ndarray, ident: Identity, g: _Geometry)
     # Hair: the scalp above the hairline and the back of the head.
     hair = (region == REGION_HEAD) & ((y > g.brow_y + ident.hairline) | ((z < -1.0) & (y > g.mouth_y)))
     hair |= (y > g.brow_y + ident.hairline + 0.8) & (z < 9)
-    col[hair] = ident.hair
+    col[hair] = ident.skin if plain else ident.hair
     return np.clip(col, 0, 1)
 
 
@@ -333,7 +334,13 @@ def sample_nuisance(model: MorphableModel, rng: np.random.Generator, n: Nuisance
 def render_face(
     model: MorphableModel, ident: Identity, nz: dict, size: int, nuisance: NuisanceConfig
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Render one face. Returns (uint8 image (size, size, 3), 5-point landmarks (5, 2) in pixels)."""
+    """Render one face. Returns (uint8 image (size, size, 3), 5-point landmarks (5, 2) in pixels).
+
+    ``style="plain"`` renders what a 3D morphable model alone gives (GANFaces' synthetic domain): the same
+    geometry, pose, expression and Lambertian light, on a black background, without skin marks, beard,
+    hair, specular highlight, light colour cast, resolution loss, blur or noise. The nuisance draws are
+    the same as for the other styles, so a ``plain`` and a ``photo`` config differing only in ``style``
+    give paired renders."""
     g = _geometry(model)
     verts = model.shape(ident.shape, nz["expression"])
     rot = rotation_matrix(nz["yaw"], nz["pitch"], nz["roll"])
@@ -350,11 +357,12 @@ def render_face(
     raster, mask = rasterize(pts, model.triangles, attrs, size, size)
     bg_rng = np.random.default_rng(nz["background_seed"])
     bg_kind = "white" if nuisance.style == "sketch" else nuisance.background
-    img = _background(bg_rng, size, bg_kind)
+    plain = nuisance.style == "plain"
+    img = np.zeros((size, size, 3), np.float32) if plain else _background(bg_rng, size, bg_kind)
     idx = np.nonzero(mask.reshape(-1))[0]
     px = raster.reshape(-1, attrs.shape[1])[idx]
     region = np.rint(px[:, 6]).astype(np.int8)
-    alb = albedo(px[:, :3], region, ident, g)
+    alb = albedo(px[:, :3], region, ident, g, plain=plain)
     n = px[:, 3:6] / np.maximum(np.linalg.norm(px[:, 3:6], axis=1, keepdims=True), 1e-6)
     az, el = np.deg2rad(nz["light_azimuth"]), np.deg2rad(nz["light_elevation"])
     light = np.array([np.sin(az) * np.cos(el), np.sin(el), np.cos(az) * np.cos(el)], np.float32)
@@ -363,7 +371,7 @@ def render_face(
     half /= np.linalg.norm(half)
     spec = 0.12 * nz["light_strength"] * np.clip(n @ half, 0, None) ** 24
     shade = nz["ambient"] + nz["light_strength"] * ndl
-    col = alb * shade[:, None] * nz["light_color"] + spec[:, None]
+    col = alb * shade[:, None] if plain else alb * shade[:, None] * nz["light_color"] + spec[:, None]
     img.reshape(-1, 3)[idx] = np.clip(col, 0, 1)
     lm5 = np.stack([
         pts[model.landmarks68[36:42], :2].mean(0), pts[model.landmarks68[42:48], :2].mean(0),
@@ -371,6 +379,8 @@ def render_face(
     ]).astype(np.float32)
     if nuisance.style == "sketch":
         img = _sketch(img)
+    if plain:
+        return (img * 255 + 0.5).astype(np.uint8), lm5
     return _degrade(img, nz, size, grey=nuisance.style == "sketch"), lm5
 
 

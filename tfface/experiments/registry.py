@@ -71,6 +71,10 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "tfface.experiments.train_ftl:run_recipe",
            "FTL: feature transfer to under-represented identities (Yin et al., CVPR 2019)",
            epochs_key="train.pretrain_epochs"),
+    Method("ganfaces", "tfface.methods.ganfaces.config:GANFacesRecipe", "tfface.methods.ganfaces:GANFaces",
+           "tfface.experiments.train_ganfaces:run_recipe",
+           "GANFaces: photorealistic faces of new identities from 3DMM renders (Gecer et al., ECCV 2018)",
+           path_keys=("embedder.path",), epochs_key="train.iterations"),
 )}
 
 
