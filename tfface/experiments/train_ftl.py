@@ -123,8 +123,8 @@ def run_recipe(recipe: FTLRecipe, out_dir: str | os.PathLike | None = None, verb
               "stats": res.stats, "train_seconds": round(res.seconds, 1)}
     if recipe.export:
         report["export"] = export_embedder(nets, out / "export", data["test_x"][:8])
-    write_record(out / "history.json", recipe, {"pretrain": pre_hist["pretrain"], **res.history}, res.seconds, 1,
-                 cfg.seed)
+    write_record(out / "history.json", recipe, {"pretrain": pre_hist["pretrain"], **res.history}, res.seconds,
+                 res.replicas, cfg.seed)
     write_json(report, out / "report.json")
     return report
 

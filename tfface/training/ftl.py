@@ -54,6 +54,7 @@ class FTLRun:
     history: dict = field(default_factory=dict)
     stats: list = field(default_factory=list)  # per cycle: {"components", "hard"}
     seconds: float = 0.0
+    replicas: int = 1
 
 
 def pretrain(config: FTLConfig, data: dict, epochs: int, alpha_reg: float | None = None, strategy=None,
@@ -101,7 +102,7 @@ def train_variant(variant: str, config: FTLConfig, data: dict, pretrained: list,
             s1.compile(jit_compile=False)
             s2 = FTLJoint(nets, FTLJoint.STAGE2, learning_rate=lr, alpha_reg=None if v.m_l2 else 0.0)
             s2.compile(jit_compile=False)
-    out = FTLRun(nets)
+    out = FTLRun(nets, replicas=run.replicas)
     t0 = time.perf_counter()
     ur_classes = np.arange(data["num_regular"], data["num_classes"])
     state: dict = {}
